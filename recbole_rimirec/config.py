@@ -1,0 +1,103 @@
+"""The plugin's Config: RecBole's defaults < overall.yaml < sequential.yaml < model/<M>.yaml < dataset/<D>.yaml.
+
+The plugin's YAML files sit in ``properties/`` (shipped inside the package as
+``recbole_rimirec/properties`` on install). User config files, ``config_dict`` and command-line
+``--key=value`` overrides come on top, in RecBole's order (command line > dict > files).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_rimirec import compat
+from recbole_rimirec.errors import ConfigError
+
+
+def properties_dir() -> Path:
+    """Returns the folder holding the plugin's YAML defaults.
+
+    Returns:
+        Path: ``recbole_rimirec/properties`` when installed, else the checkout's ``properties/``.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "properties"
+    return installed if installed.is_dir() else here.parent / "properties"
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config with the plugin's model lookup and YAML layers.
+
+    Args:
+        model (str | type, optional): model name or class; plugin models are found first.
+        dataset (str, optional): dataset name.
+        config_file_list (list[str], optional): YAML files, later ones win.
+        config_dict (dict, optional): overrides above the files.
+        cmd_args (list[str], optional): ``--key=value`` strings, the highest layer. Unlike
+            RecBole's Config, ``sys.argv`` is never read implicitly.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        compat.apply()
+        self._cmd_args = list(cmd_args or [])
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+    def _load_config_files(self, file_list):
+        merged = {}
+        for file in file_list or []:
+            if not os.path.isfile(file):
+                raise ConfigError(f"config file not found: {file}")
+            try:
+                with open(file, encoding="utf-8") as f:
+                    loaded = yaml.load(f.read(), Loader=self.yaml_loader)
+            except yaml.YAMLError as err:
+                where = getattr(err, "problem_mark", None)
+                line = f" (line {where.line + 1})" if where is not None else ""
+                raise ConfigError(f"config file {file} is not valid YAML{line}") from None
+            if loaded is None:
+                continue
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"config file {file} must hold a mapping of key: value, not {type(loaded).__name__}")
+            merged.update(loaded)
+        return merged
+
+    def _load_cmd_line(self):
+        parsed = {}
+        for arg in self._cmd_args:
+            key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+            if not key or not sep:
+                raise ConfigError(f"unrecognised argument {arg!r}: overrides are written --key=value")
+            if key in parsed and parsed[key] != value:
+                raise ConfigError(f"--{key} is given twice with different values")
+            parsed[key] = value
+        return self._convert_config_dict(parsed)
+
+    def _get_model_and_dataset(self, model, dataset):
+        from recbole_rimirec.utils import get_model
+
+        model = model if model is not None else self.external_config_dict.get("model")
+        dataset = dataset if dataset is not None else self.external_config_dict.get("dataset")
+        if model is None:
+            raise ConfigError("no model given: pass -m/--model or set 'model' in a config file")
+        if dataset is None:
+            raise ConfigError("no dataset given: pass -d/--dataset or set 'dataset' in a config file")
+        model_class = get_model(model) if isinstance(model, str) else model
+        return model_class.__name__, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        props = properties_dir()
+        layers = [props / "overall.yaml"]
+        if model_class.type == ModelType.SEQUENTIAL:
+            layers.append(props / "sequential.yaml")
+        layers += [props / "model" / f"{model}.yaml", props / "dataset" / f"{dataset}.yaml"]
+        for path in layers:
+            if not path.is_file():
+                continue
+            loaded = self._update_internal_config_dict(str(path)) or {}
+            if path.parent.name == "dataset":
+                self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]

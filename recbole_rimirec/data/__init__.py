@@ -1,0 +1,1 @@
+"""Data: dataset construction, training-row loaders, and the item-tree dataset hook."""

@@ -1,0 +1,98 @@
+"""Training loaders beside RecBole's prefix rows: all positions (one pass per user) and random cut.
+
+* ``all_positions``: one row per user window (inputs, next-item targets at every position);
+  a causal model takes its loss at every position of one forward pass.
+* ``random_cut``: the ComiRec reference's sampler, one row per user per epoch, cut at a random
+  position; its rows have the shape of RecBole's prefix rows, so any sequential model can use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from recbole.data.dataloader import TrainDataLoader
+from recbole.data.interaction import Interaction
+
+from recbole_rimirec.data.sequences import all_position_windows, random_cuts, sequences_from_prefix_rows
+
+
+def targets_field(dataset) -> str:
+    """Name of the per-position target field in all-positions rows (``item_id_targets``)."""
+    return dataset.iid_field + "_targets"
+
+
+def train_sequences(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's training sequence, rebuilt from a built train split.
+
+    Args:
+        dataset: the train ``SequentialDataset`` returned by ``build()``.
+
+    Returns:
+        (users, flat, offsets) as in :func:`sequences_from_prefix_rows`.
+    """
+    feat = dataset.inter_feat
+    return sequences_from_prefix_rows(
+        feat[dataset.uid_field].numpy(),
+        feat[dataset.item_id_list_field].numpy(),
+        feat[dataset.item_list_length_field].numpy(),
+        feat[dataset.iid_field].numpy(),
+    )
+
+
+class AllPositionsDataLoader(TrainDataLoader):
+    """Yields one row per user window: ``item_id_list`` inputs and ``item_id_targets`` next items.
+
+    Args:
+        config: the run's Config.
+        dataset: the built train split.
+        sampler: unused (all-positions models compute their own loss over the full library).
+        shuffle: shuffle windows every epoch.
+    """
+
+    def __init__(self, config, dataset, sampler=None, shuffle=True):
+        users, flat, offsets = train_sequences(dataset)
+        owner, inputs, targets, lengths = all_position_windows(flat, offsets, dataset.max_item_list_len)
+        rows = Interaction(
+            {
+                dataset.uid_field: torch.from_numpy(users[owner]),
+                dataset.item_id_list_field: torch.from_numpy(inputs),
+                dataset.item_list_length_field: torch.from_numpy(lengths),
+                targets_field(dataset): torch.from_numpy(targets),
+            }
+        )
+        super().__init__(config, dataset.copy(rows), None, shuffle=shuffle)
+
+
+class RandomCutDataLoader(TrainDataLoader):
+    """Yields one prefix-shaped row per user per epoch, cut at a uniformly random position.
+
+    Args:
+        config: the run's Config.
+        dataset: the built train split.
+        sampler: RecBole's train sampler, used when the model asks RecBole for negatives.
+        shuffle: shuffle users every epoch.
+    """
+
+    def __init__(self, config, dataset, sampler=None, shuffle=True):
+        users, flat, offsets = train_sequences(dataset)
+        keep = np.flatnonzero(np.diff(offsets) >= 2)
+        self._flat, self._offsets, self._max_len = flat, offsets, dataset.max_item_list_len
+        self._rng = np.random.default_rng(config["seed"])
+        rows = Interaction({dataset.uid_field: torch.from_numpy(users[keep]), "_seq_row": torch.from_numpy(keep)})
+        super().__init__(config, dataset.copy(rows), sampler, shuffle=shuffle)
+
+    def collate_fn(self, index):
+        data = self._dataset[np.asarray(index)]
+        ds = self._dataset
+        history, length, target = random_cuts(
+            self._flat, self._offsets, data["_seq_row"].numpy(), self._max_len, self._rng
+        )
+        batch = Interaction(
+            {
+                ds.uid_field: data[ds.uid_field],
+                ds.item_id_list_field: torch.from_numpy(history),
+                ds.item_list_length_field: torch.from_numpy(length),
+                ds.iid_field: torch.from_numpy(target),
+            }
+        )
+        return self._neg_sampling(self.transform(ds, batch))

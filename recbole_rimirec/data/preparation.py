@@ -1,0 +1,104 @@
+"""Dataset construction and train/valid/test loaders, with the plugin's training modes.
+
+Unlike RecBole's ``create_dataset``/``data_preparation``, nothing here unpickles a cached
+dataset or loader from ``checkpoint_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from recbole.data.utils import create_samplers, get_dataloader
+from recbole.utils import ModelType
+
+from recbole_rimirec.data.loaders import AllPositionsDataLoader, RandomCutDataLoader
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.utils import get_dataset_class
+
+TRAIN_MODES = ("prefixes", "all_positions", "random_cut")
+
+
+def check_dataset_files(config) -> None:
+    """Checks that the dataset's atomic ``.inter`` file(s) exist before RecBole reads them.
+
+    Args:
+        config: the run's Config.
+
+    Raises:
+        ConfigError: naming the missing file.
+    """
+    name, folder = config["dataset"], config["data_path"]
+    suffixes = config["benchmark_filename"] or [None]
+    for suffix in suffixes:
+        file = os.path.join(folder, f"{name}.{suffix}.inter" if suffix else f"{name}.inter")
+        if not os.path.isfile(file):
+            raise ConfigError(
+                f"dataset '{name}': {file} not found (give --data_path=<folder holding {name}/> or fix the name)"
+            )
+
+
+def create_dataset(config):
+    """Builds the dataset object for the run's model.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        Dataset: the model's dataset class, loaded and filtered (not yet split).
+    """
+    check_dataset_files(config)
+    dataset = get_dataset_class(config)(config)
+    if len(dataset.inter_feat) == 0:
+        raise ConfigError(f"dataset '{config['dataset']}' has no interactions left after loading and filtering")
+    return dataset
+
+
+def train_mode_of(config) -> str:
+    """Returns the validated ``train_mode`` of a run.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        str: one of ``prefixes``, ``all_positions``, ``random_cut``.
+    """
+    mode = config["train_mode"] or "prefixes"
+    if mode not in TRAIN_MODES:
+        raise ConfigError(f"train_mode '{mode}' is not one of {', '.join(TRAIN_MODES)}")
+    model_class = config.model_class
+    if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+        allowed = ("prefixes",)
+    else:
+        allowed = getattr(model_class, "train_modes", ("prefixes", "random_cut"))
+    if mode not in allowed:
+        raise ConfigError(f"train_mode '{mode}' is not supported by {config['model']} (it takes {', '.join(allowed)})")
+    if mode == "all_positions" and config["train_neg_sample_args"]["distribution"] != "none":
+        raise ConfigError("train_mode 'all_positions' needs train_neg_sample_args: ~ (the model samples its own)")
+    return mode
+
+
+def data_preparation(config, dataset):
+    """Splits the dataset and makes the train, valid and test loaders.
+
+    Args:
+        config: the run's Config.
+        dataset: from :func:`create_dataset`.
+
+    Returns:
+        (train_data, valid_data, test_data): RecBole loaders; the train loader follows ``train_mode``.
+    """
+    mode = train_mode_of(config)
+    built = dataset.build()
+    train_ds, valid_ds, test_ds = built
+    if len(train_ds) == 0:
+        raise ConfigError(f"dataset '{config['dataset']}' has no training interactions after the split")
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
+    loader = {
+        "prefixes": get_dataloader(config, "train"),
+        "all_positions": AllPositionsDataLoader,
+        "random_cut": RandomCutDataLoader,
+    }[mode]
+    train_data = loader(config, train_ds, train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(config, valid_ds, valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, test_ds, test_sampler, shuffle=False)
+    return train_data, valid_data, test_data

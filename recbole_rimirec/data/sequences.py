@@ -1,0 +1,115 @@
+"""Per-user training sequences rebuilt from RecBole's prefix rows, and the windows cut from them.
+
+RecBole's ``SequentialDataset`` stores one row per prefix: (user, history of up to L items,
+target). A user's training sequence is the first row's history followed by every row's target,
+in order. These helpers work on plain arrays so they can be tested without a RecBole run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recbole_rimirec.errors import ConfigError
+
+
+def sequences_from_prefix_rows(
+    uid: np.ndarray, hist: np.ndarray, hist_len: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rebuilds each user's training sequence from prefix rows.
+
+    Args:
+        uid: [R] user id of each row; a user's rows are in time order (not necessarily contiguous).
+        hist: [R, L] left-aligned history item ids (0-padded).
+        hist_len: [R] number of valid items in ``hist``.
+        target: [R] the item that follows the history.
+
+    Returns:
+        (users, flat, offsets): ``users`` [U] sorted user ids; the sequence of ``users[k]`` is
+        ``flat[offsets[k]:offsets[k + 1]]``.
+
+    Raises:
+        ConfigError: when consecutive rows of a user are not consecutive prefixes.
+    """
+    uid, hist_len, target = np.asarray(uid), np.asarray(hist_len), np.asarray(target)
+    if len(uid) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    order = np.argsort(uid, kind="stable")
+    uid, hist, hist_len, target = uid[order], np.asarray(hist)[order], hist_len[order], target[order]
+    starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
+    same_user = np.r_[uid[1:] == uid[:-1]]
+    # Row k+1 of a user must end its history with row k's target.
+    last_of_next = hist[np.arange(1, len(uid)), np.maximum(hist_len[1:] - 1, 0)]
+    if np.any(same_user & (last_of_next != target[:-1])):
+        raise ConfigError("training rows are not consecutive prefixes of each user's sequence (is the data sorted?)")
+    first_len = hist_len[starts]
+    counts = np.diff(np.r_[starts, len(uid)])
+    lengths = first_len + counts
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    flat = np.empty(offsets[-1], dtype=np.int64)
+    # [R] position of each row's target inside flat: user offset + first history length + rank in user.
+    user_of_row = np.repeat(np.arange(len(starts)), counts)
+    rank = np.arange(len(uid)) - starts[user_of_row]
+    flat[offsets[user_of_row] + first_len[user_of_row] + rank] = target
+    for k, row in enumerate(starts):
+        flat[offsets[k] : offsets[k] + first_len[k]] = hist[row, : first_len[k]]
+    return uid[starts], flat, offsets
+
+
+def all_position_windows(
+    flat: np.ndarray, offsets: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cuts each sequence into windows of at most ``max_len`` (input, next item) pairs.
+
+    Windows are cut from the end, so a user's most recent window is full; every target of the
+    sequence (all items but the first) appears in exactly one window.
+
+    Args:
+        flat: concatenated sequences.
+        offsets: [U + 1] sequence boundaries in ``flat``.
+        max_len: the window length L (RecBole's ``MAX_ITEM_LIST_LENGTH``).
+
+    Returns:
+        (owner, inputs, targets, lengths): ``owner`` [W] index of the sequence each window comes
+        from; ``inputs`` and ``targets`` [W, L] left-aligned, 0-padded; ``lengths`` [W].
+    """
+    pairs = np.diff(offsets) - 1  # [U] (input, target) pairs per sequence
+    n_win = np.where(pairs > 0, -(-pairs // max_len), 0)
+    owner = np.repeat(np.arange(len(pairs)), n_win)
+    # window j of a user (0 = most recent) ends at pair index pairs - j * L (exclusive).
+    j = np.arange(len(owner)) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    end = pairs[owner] - j * max_len
+    lengths = np.minimum(end, max_len)
+    start = end - lengths
+    col = np.arange(max_len)[None, :]  # [1, L]
+    valid = col < lengths[:, None]  # [W, L]
+    pos = offsets[owner][:, None] + start[:, None] + col  # [W, L] index of each input in flat
+    pos = np.where(valid, pos, 0)
+    inputs = np.where(valid, flat[pos], 0)
+    targets = np.where(valid, flat[np.minimum(pos + 1, len(flat) - 1)], 0)
+    return owner, inputs.astype(np.int64), targets.astype(np.int64), lengths.astype(np.int64)
+
+
+def random_cuts(
+    flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, max_len: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draws one random cut per chosen sequence: the history before it and the item at it.
+
+    Args:
+        flat: concatenated sequences.
+        offsets: [U + 1] sequence boundaries.
+        rows: [B] indices of the sequences to cut (each must hold at least 2 items).
+        max_len: history length L; longer histories keep their last L items.
+        rng: the random generator (its state decides the cuts).
+
+    Returns:
+        (history, length, target): ``history`` [B, L] left-aligned, 0-padded; ``length`` [B];
+        ``target`` [B].
+    """
+    n = offsets[rows + 1] - offsets[rows]  # [B]
+    cut = 1 + (rng.random(len(rows)) * (n - 1)).astype(np.int64)  # target position in [1, n)
+    length = np.minimum(cut, max_len)
+    col = np.arange(max_len)[None, :]
+    valid = col < length[:, None]
+    pos = offsets[rows][:, None] + (cut - length)[:, None] + col
+    history = np.where(valid, flat[np.where(valid, pos, 0)], 0)
+    return history.astype(np.int64), length.astype(np.int64), flat[offsets[rows] + cut].astype(np.int64)

@@ -1,0 +1,1 @@
+"""Plugin models, one per file: ``<class>.lower().py``."""

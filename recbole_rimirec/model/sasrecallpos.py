@@ -1,0 +1,61 @@
+"""SASRecAllPos: RecBole's SASRec trained with the loss at every position of one causal pass.
+
+Reference: W.-C. Kang and J. McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
+The architecture, parameters and defaults are RecBole's ``SASRec``; only the training rows differ.
+RecBole feeds one row per prefix and uses the encoder's last position; under
+``train_mode: all_positions`` this model reads one row per user window and takes the
+cross-entropy at every position, which (causal attention, dropout off) is the mean of the
+per-prefix losses for the same weights, at a fraction of the cost. Evaluation is RecBole's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from recbole.model.sequential_recommender.sasrec import SASRec
+
+from recbole_rimirec.errors import ConfigError
+
+
+class SASRecAllPos(SASRec):
+    """RecBole's SASRec with an all-positions training path.
+
+    Args:
+        config: the run's Config (SASRec's keys; ``loss_type`` must be ``CE``).
+        dataset: the train dataset.
+    """
+
+    train_modes = ("all_positions", "prefixes", "random_cut")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if self.loss_type != "CE":
+            raise ConfigError(f"SASRecAllPos needs loss_type: CE, not {self.loss_type}")
+        self.TARGETS = self.ITEM_ID + "_targets"
+
+    def encode_all(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Runs the causal encoder once over left-aligned sequences.
+
+        Args:
+            item_seq: [B, L] item ids, 0-padded on the right.
+
+        Returns:
+            torch.Tensor: [B, L, H] the hidden state after each position.
+        """
+        positions = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
+        hidden = self.item_embedding(item_seq) + self.position_embedding(positions)[None]  # [B, L, H]
+        hidden = self.dropout(self.LayerNorm(hidden))
+        mask = self.get_attention_mask(item_seq)
+        return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]
+
+    def forward(self, item_seq, item_seq_len):
+        return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
+
+    def calculate_loss(self, interaction):
+        if self.TARGETS not in interaction:
+            return super().calculate_loss(interaction)
+        targets = interaction[self.TARGETS]  # [B, L], 0 where there is no target
+        hidden = self.encode_all(interaction[self.ITEM_SEQ])  # [B, L, H]
+        keep = targets > 0
+        logits = hidden[keep] @ self.item_embedding.weight.T  # [N, n_items]
+        return F.cross_entropy(logits, targets[keep])

@@ -1,0 +1,94 @@
+"""``run(...)``: train and test one model on one dataset, the body of ``run_rimirec.py``.
+
+It does what RecBole's ``run_recbole`` does, through the plugin's Config, lookup, data modes and
+safe trainers, and without importing ``recbole.quick_start`` (whose ``ray`` import breaks on
+numpy 2).
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+
+from recbole.utils import init_logger, init_seed
+
+from recbole_rimirec.config import Config
+from recbole_rimirec.data.preparation import create_dataset, data_preparation
+from recbole_rimirec.trainer import plain
+from recbole_rimirec.utils import get_trainer
+
+
+def _metrics(result) -> dict | None:
+    return None if result is None else {k: float(v) for k, v in result.items()}
+
+
+def run(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    cmd_args=None,
+    saved: bool = True,
+) -> dict:
+    """Trains a model, evaluates its best checkpoint on the test split, and reports.
+
+    Args:
+        model: model name (plugin first, then RecBole) or class.
+        dataset: dataset name; ``ml-100k`` is read from the copy inside the recbole wheel.
+        config_file_list: YAML files.
+        config_dict: overrides above the files.
+        cmd_args: ``--key=value`` overrides above everything.
+        saved: keep the best checkpoint and test it (else the last weights are tested).
+
+    Returns:
+        dict: ``model``, ``dataset``, ``seed``, ``best_valid_result``, ``test_result``, ``timings``
+        (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``), ``checkpoint``, plus whatever
+        the model reports through an ``extra_results()`` method on its trainer.
+    """
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = logging.getLogger()
+    logger.info(config)
+
+    start = perf_counter()
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    data_s = perf_counter() - start
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = config.model_class(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+
+    start = perf_counter()
+    _, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    train_s = perf_counter() - start
+
+    start = perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    eval_s = perf_counter() - start
+
+    logger.info(f"best valid : {best_valid_result}")
+    logger.info(f"test result: {test_result}")
+    result = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "train_mode": config["train_mode"] or "prefixes",
+        "best_valid_result": _metrics(best_valid_result),
+        "test_result": _metrics(test_result),
+        "timings": {
+            "data_s": data_s,
+            "train_s": train_s,
+            "epochs": len(trainer.epoch_seconds),
+            "epoch_s": list(trainer.epoch_seconds),
+            "eval_s": eval_s,
+        },
+        "checkpoint": trainer.saved_model_file if saved else None,
+    }
+    extra = getattr(trainer, "extra_results", None)
+    if extra is not None:
+        result.update(plain(extra()))
+    return result

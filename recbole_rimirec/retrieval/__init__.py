@@ -1,0 +1,1 @@
+"""Retrieval: node selection, per-node Faiss index and its exact twin, merging."""

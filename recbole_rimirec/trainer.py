@@ -1,0 +1,149 @@
+"""Trainers whose checkpoints hold plain data, so ``torch.load(..., weights_only=True)`` reads them.
+
+RecBole 1.2.1 pickles its Config into every checkpoint and reloads it with ``torch.load``'s old
+default; torch >= 2.6 loads weights only, so RecBole cannot read its own checkpoints. The plugin
+writes the config as plain data and loads with ``weights_only=True``; there is no global switch
+that re-enables pickle loading.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from time import perf_counter
+
+import numpy as np
+import torch
+from recbole.trainer import Trainer as RecBoleTrainer
+from recbole.utils import set_color
+
+from recbole_rimirec.errors import ConfigError
+
+
+def plain(value):
+    """Converts a config value to JSON-like plain data (str, int, float, bool, None, list, dict).
+
+    Args:
+        value: any config value (enums, devices, numpy scalars, tuples, sets, nested containers).
+
+    Returns:
+        The value as plain data; objects without a plain form become their ``str``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def load_checkpoint(path: str, map_location=None) -> dict:
+    """Loads a plugin checkpoint without unpickling code.
+
+    Args:
+        path: the checkpoint file.
+        map_location: passed to ``torch.load``.
+
+    Returns:
+        dict: the checkpoint's plain-data state.
+
+    Raises:
+        ConfigError: when the file is missing, truncated, or holds pickled objects.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError by case
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"checkpoint {path} cannot be loaded safely: {first[:200]}") from None
+
+
+class SafeCheckpointMixin:
+    """Plain-data checkpoints and per-epoch timing for any RecBole trainer."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.epoch_seconds: list[float] = []
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.epoch_seconds.append(perf_counter() - start)
+        return loss
+
+    def _checkpoint_state(self, epoch: int) -> dict:
+        return {
+            "config": plain(self.config.final_config_dict),
+            "epoch": int(epoch),
+            "cur_step": int(self.cur_step),
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        tmp = path + ".tmp"
+        torch.save(self._checkpoint_state(epoch), tmp)
+        os.replace(tmp, path)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def load_weights(self, path: str) -> dict:
+        """Loads model weights from a plugin checkpoint (``weights_only=True``).
+
+        Args:
+            path: the checkpoint file.
+
+        Returns:
+            dict: the whole checkpoint state.
+        """
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        return checkpoint
+
+    def resume_checkpoint(self, resume_file):
+        resume_file = str(resume_file)
+        self.saved_model_file = resume_file
+        checkpoint = self.load_weights(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            path = model_file or self.saved_model_file
+            self.load_weights(path)
+            self.logger.info(f"Loading model structure and parameters from {path}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+class Trainer(SafeCheckpointMixin, RecBoleTrainer):
+    """RecBole's Trainer with plain-data checkpoints."""
+
+
+def make_safe(trainer_class: type) -> type:
+    """Returns a subclass of a RecBole trainer with the plugin's safe checkpoints.
+
+    Args:
+        trainer_class: a RecBole trainer class.
+
+    Returns:
+        type: ``trainer_class`` with :class:`SafeCheckpointMixin` in front.
+    """
+    if issubclass(trainer_class, SafeCheckpointMixin):
+        return trainer_class
+    return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})

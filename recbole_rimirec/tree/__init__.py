@@ -1,0 +1,1 @@
+"""Item tree: vectors from the train split, hierarchical k-means, node ranges."""

@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import run_rimirec  # noqa: E402
+from recbole_rimirec.quick_start import run  # noqa: E402
+
+KEYS = {"model", "dataset", "seed", "best_valid_result", "test_result", "timings"}
+TIMINGS = {"data_s", "train_s", "epochs", "epoch_s", "eval_s"}
+
+
+def test_run_reports_and_checkpoint_loads_weights_only(tiny):
+    result = run("SASRecAllPos", "tiny", config_dict=tiny)
+    assert KEYS <= set(result) and TIMINGS <= set(result["timings"])
+    assert result["timings"]["epochs"] == 2 and len(result["timings"]["epoch_s"]) == 2
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    checkpoint = torch.load(result["checkpoint"], weights_only=True)
+    assert checkpoint["config"]["model"] == "SASRecAllPos"
+    assert checkpoint["config"]["MODEL_TYPE"] == "SEQUENTIAL"
+    json.dumps(result)
+
+
+def test_recbole_builtin_runs_unchanged(tiny):
+    result = run("Pop", "tiny", config_dict=tiny)
+    assert result["test_result"]["hit@50"] > 0
+
+
+def test_cli_writes_complete_json(tiny, tmp_path):
+    out = tmp_path / "r.json"
+    overrides = [f"--{k}={v}" for k, v in tiny.items()]
+    assert run_rimirec.main(["-m", "SASRecAllPos", "-d", "tiny", "--out", str(out), *overrides]) == 0
+    result = json.loads(out.read_text())
+    assert KEYS <= set(result) and TIMINGS <= set(result["timings"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "NoSuchModel"], "unknown model 'NoSuchModel'"),
+        (["-d", "no-such-data", "--data_path=/nonexistent"], "no-such-data.inter not found"),
+        (["--config_files", "missing.yaml"], "config file not found: missing.yaml"),
+        (["--epochs"], "--key=value"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.json"
+    assert run_rimirec.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not out.exists()
+
+
+def test_cli_bad_input_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_rimirec.py"), "-m", "NoSuchModel"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown model")
