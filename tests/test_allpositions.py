@@ -1,0 +1,66 @@
+"""The all-positions path computes the same loss as RecBole's prefix rows, at a fraction of the cost."""
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_rimirec.config import Config
+from recbole_rimirec.data.loaders import AllPositionsDataLoader, RandomCutDataLoader, train_sequences
+from recbole_rimirec.data.preparation import create_dataset, data_preparation
+
+
+def build(tiny, **extra):
+    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "train_mode": "prefixes", **extra})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    return config, train._dataset
+
+
+def test_sequences_match_the_raw_file(tiny):
+    _, ds = build(tiny)
+    users, flat, offsets = train_sequences(ds)
+    raw = {}
+    for line in (ds.config["data_path"] + "/tiny.inter",):
+        for row in open(line).read().splitlines()[1:]:
+            u, i, _ = row.split("\t")
+            raw.setdefault(u, []).append(i)
+    for k, u in enumerate(users[:50]):
+        tokens = ds.id2token(ds.iid_field, flat[offsets[k] : offsets[k + 1]]).tolist()
+        assert tokens == raw[ds.id2token(ds.uid_field, u)][:-2]  # leave-one-out: last two are valid/test
+
+
+@pytest.mark.parametrize("max_len", [30, 8])
+def test_all_positions_loss_equals_mean_prefix_loss(tiny, max_len):
+    config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=max_len)
+    torch.manual_seed(0)
+    model = config.model_class(config, ds).eval()  # dropout off
+    users, flat, offsets = train_sequences(ds)
+    fits = set(users[np.diff(offsets) <= max_len + 1].tolist())
+    prefix_rows = ds.inter_feat[torch.tensor([int(u) in fits for u in ds.inter_feat[ds.uid_field]])]
+    windows = AllPositionsDataLoader(config, ds, shuffle=False)._dataset.inter_feat
+    windows = windows[torch.tensor([int(u) in fits for u in windows[ds.uid_field]])]
+    assert len(windows) == len(fits)  # users that fit have exactly one window
+    with torch.no_grad():
+        prefix_loss = model.calculate_loss(prefix_rows)  # RecBole's path: mean over prefix rows
+        all_pos_loss = model.calculate_loss(windows)
+    assert len(prefix_rows) == int((windows[ds.iid_field + "_targets"] > 0).sum())
+    assert torch.allclose(prefix_loss, all_pos_loss, rtol=1e-5, atol=1e-6)
+    if max_len == 8:
+        assert len(fits) < len(users)  # some users are windowed (and differ), the rest were compared
+
+
+def test_random_cut_yields_one_row_per_user_per_epoch(tiny):
+    config, ds = build(tiny)
+    loader = RandomCutDataLoader(config, ds, shuffle=True)
+    seen = torch.cat([batch[ds.uid_field] for batch in loader])
+    users, _, offsets = train_sequences(ds)
+    assert sorted(seen.tolist()) == sorted(users[np.diff(offsets) >= 2].tolist())
+    first = next(iter(loader))
+    assert {ds.item_id_list_field, ds.item_list_length_field, ds.iid_field} <= set(first.columns)
+
+
+def test_all_positions_rejected_for_models_without_it(tiny):
+    from recbole_rimirec.errors import ConfigError
+
+    config = Config("SASRec", "tiny", config_dict={**tiny, "train_mode": "all_positions"})
+    with pytest.raises(ConfigError, match="not supported by SASRec"):
+        data_preparation(config, create_dataset(config))

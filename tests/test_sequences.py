@@ -1,0 +1,69 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recbole_rimirec.data.sequences import all_position_windows, random_cuts, sequences_from_prefix_rows
+
+
+def prefix_rows(seqs, max_len):
+    """RecBole's rows: for each position t >= 1, the last max_len items before t and the item at t."""
+    uid, hist, hist_len, target = [], [], [], []
+    for u, s in enumerate(seqs):
+        for t in range(1, len(s)):
+            h = s[max(0, t - max_len) : t]
+            uid.append(u)
+            hist.append(list(h) + [0] * (max_len - len(h)))
+            hist_len.append(len(h))
+            target.append(s[t])
+    return np.array(uid), np.array(hist).reshape(-1, max_len), np.array(hist_len), np.array(target)
+
+
+seq_lists = st.lists(st.lists(st.integers(1, 50), min_size=2, max_size=30), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seqs=seq_lists, max_len=st.integers(1, 12), seed=st.integers(0, 10))
+def test_sequences_rebuilt_from_interleaved_prefix_rows(seqs, max_len, seed):
+    uid, hist, hist_len, target = prefix_rows(seqs, max_len)
+    rng = np.random.default_rng(seed)
+    # Interleave users' rows at random while keeping each user's rows in time order.
+    key = rng.random(len(uid))
+    for u in np.unique(uid):
+        key[uid == u] = np.sort(key[uid == u])
+    order = np.argsort(key)
+    new_id = rng.permutation(len(seqs)) + 1
+    users, flat, offsets = sequences_from_prefix_rows(new_id[uid[order]], hist[order], hist_len[order], target[order])
+    assert sorted(users.tolist()) == users.tolist()
+    for k, u in enumerate(users):
+        original = int(np.flatnonzero(new_id == u)[0])
+        assert flat[offsets[k] : offsets[k + 1]].tolist() == seqs[original]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seqs=seq_lists, max_len=st.integers(1, 12))
+def test_windows_hold_every_target_once_after_its_inputs(seqs, max_len):
+    flat = np.concatenate([np.array(s) for s in seqs])
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len)
+    assert np.all((lengths >= 1) & (lengths <= max_len))
+    for u, s in enumerate(seqs):
+        mine = np.flatnonzero(owner == u)
+        got = [t for w in mine[::-1] for t in targets[w, : lengths[w]]]  # windows come most recent first
+        assert got == list(s[1:])
+        ins = [t for w in mine[::-1] for t in inputs[w, : lengths[w]]]
+        assert ins == list(s[:-1])
+        assert lengths[mine[0]] == min(max_len, len(s) - 1)  # the most recent window is full
+    assert np.all(inputs[np.arange(max_len)[None, :] >= lengths[:, None]] == 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seqs=seq_lists, max_len=st.integers(1, 12), seed=st.integers(0, 100))
+def test_random_cut_rows_are_real_prefix_rows(seqs, max_len, seed):
+    flat = np.concatenate([np.array(s) for s in seqs])
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    rows = np.arange(len(seqs))
+    history, length, target = random_cuts(flat, offsets, rows, max_len, np.random.default_rng(seed))
+    uid, hist, hist_len, tgt = prefix_rows(seqs, max_len)
+    allowed = {(int(u), tuple(h), int(n), int(t)) for u, h, n, t in zip(uid, hist, hist_len, tgt, strict=True)}
+    for u in rows:
+        assert (int(u), tuple(history[u]), int(length[u]), int(target[u])) in allowed
