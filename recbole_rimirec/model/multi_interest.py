@@ -1,0 +1,113 @@
+"""Shared training and scoring of the multi-interest models (MIND, ComiRec-DR, ComiRec-SA).
+
+Reference: Y. Cen et al., "Controllable Multi-Interest Framework for Recommendation", KDD 2020.
+A subclass defines :meth:`MultiInterestRecommender.interests`; this base adds the label-aware
+readout, the loss (sampled softmax with shared negatives, or RecBole's full-softmax ``CE``) and
+scoring by the maximum over interests, which never reads the target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.layers import label_aware_readout, sampled_softmax_loss
+
+LOSSES = ("SSM", "CE")
+SAMPLERS = ("popularity", "uniform")
+
+
+def item_counts(dataset, n_items: int) -> torch.Tensor:
+    """Counts each item once per position of each user's training sequence.
+
+    Args:
+        dataset: the built train split (prefix rows).
+        n_items: size of the item id space.
+
+    Returns:
+        torch.Tensor: [n_items] float counts.
+    """
+    from recbole_rimirec.data.loaders import train_sequences
+
+    _, flat, _ = train_sequences(dataset)
+    return torch.bincount(torch.from_numpy(flat), minlength=n_items).float()
+
+
+class MultiInterestRecommender(SequentialRecommender):
+    """Base of the multi-interest models.
+
+    Config keys: ``embedding_size`` (d), ``interest_num`` (K), ``loss_type`` (``SSM`` sampled
+    softmax | ``CE`` full softmax), ``neg_sampler`` (``popularity`` | ``uniform``),
+    ``neg_sample_factor`` (negatives = factor x batch size).
+
+    Args:
+        config: the run's Config.
+        dataset: the built train split.
+    """
+
+    input_type = InputType.POINTWISE
+    train_modes = ("prefixes", "random_cut")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.interest_num = config["interest_num"]
+        self.loss_type = config["loss_type"]
+        if self.loss_type not in LOSSES:
+            raise ConfigError(f"loss_type '{self.loss_type}' is not one of {', '.join(LOSSES)} for {config['model']}")
+        sampler = config["neg_sampler"]
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"neg_sampler '{sampler}' is not one of {', '.join(SAMPLERS)}")
+        self.neg_sample_factor = config["neg_sample_factor"]
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+        nn.init.xavier_uniform_(self.item_embedding.weight)  # TF's default (glorot) as in the reference
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        if sampler == "popularity":
+            q = item_counts(dataset, self.n_items) + 1.0  # add-one: unseen items stay possible negatives
+        else:
+            q = torch.ones(self.n_items)
+        q[0] = 0.0
+        self.register_buffer("sample_prob", q / q.sum(), persistent=False)
+
+    def interests(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """Extracts K interests per user.
+
+        Args:
+            item_seq: [B, L] left-aligned history ids.
+            item_seq_len: [B] history lengths.
+
+        Returns:
+            torch.Tensor: [B, K, d].
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def history_mask(item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """[B, L] bool, True at the first ``item_seq_len`` positions (whatever the padding holds)."""
+        return torch.arange(item_seq.size(1), device=item_seq.device)[None, :] < item_seq_len[:, None]
+
+    def forward(self, item_seq, item_seq_len):
+        return self.interests(item_seq, item_seq_len)
+
+    def calculate_loss(self, interaction):
+        interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        target = interaction[self.POS_ITEM_ID]
+        user = label_aware_readout(interests, self.item_embedding(target))  # [B, d]
+        if self.loss_type == "CE":
+            return F.cross_entropy(user @ self.item_embedding.weight.T, target)
+        num_samples = max(1, int(self.neg_sample_factor * len(target)))
+        return sampled_softmax_loss(user, target, self.item_embedding.weight, self.sample_prob, num_samples)
+
+    def predict(self, interaction):
+        interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        item = self.item_embedding(interaction[self.ITEM_ID])  # [B, d]
+        return torch.einsum("bkd,bd->bk", interests, item).max(dim=1).values
+
+    def full_sort_predict(self, interaction):
+        interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (interests @ self.item_embedding.weight.T).max(dim=1).values  # [B, n_items]
