@@ -1,7 +1,7 @@
 """Train and test a model through the recbole_rimirec plugin.
 
 Examples:
-    python run_rimirec.py                                  # RimiRec-ready default on ml-100k
+    python run_rimirec.py                                  # RimiRec on ml-100k
     python run_rimirec.py -m SASRec --out r.json           # a RecBole model, result as JSON
     python run_rimirec.py -m MIND -d amazon-beauty --data_path=../shared/data --epochs=50
 """
@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-DEFAULT_MODEL = "SASRec"
+DEFAULT_MODEL = "RimiRec"
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

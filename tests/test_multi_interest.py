@@ -118,3 +118,8 @@ def test_planted_interests_separate_and_beat_pop(name, epochs, tiny):
     assert result["test_result"]["recall@20"] > 1.5 * pop["test_result"]["recall@20"]
     # ComiRec-DR's random per-interest maps already split clusters before training (about 0.6 here).
     assert trained > 0.6 and trained > untrained
+
+
+def test_random_cut_training_runs(tiny):
+    result = run("ComiRecSA", "tiny", config_dict={**tiny, "train_mode": "random_cut", "epochs": 1})
+    assert result["train_mode"] == "random_cut" and result["timings"]["epochs"] == 1

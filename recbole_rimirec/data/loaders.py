@@ -25,18 +25,26 @@ def train_sequences(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's training sequence, rebuilt from a built train split.
 
     Args:
-        dataset: the train ``SequentialDataset`` returned by ``build()``.
+        dataset: the train ``SequentialDataset`` returned by ``build()``, or the copy a plugin
+            loader holds (which keeps the original rows as ``prefix_rows``).
 
     Returns:
         (users, flat, offsets) as in :func:`sequences_from_prefix_rows`.
     """
-    feat = dataset.inter_feat
+    feat = getattr(dataset, "prefix_rows", None) or dataset.inter_feat
     return sequences_from_prefix_rows(
         feat[dataset.uid_field].numpy(),
         feat[dataset.item_id_list_field].numpy(),
         feat[dataset.item_list_length_field].numpy(),
         feat[dataset.iid_field].numpy(),
     )
+
+
+def with_prefix_rows(dataset, rows: Interaction):
+    """A copy of the train split holding ``rows``; the original prefix rows stay as ``prefix_rows``."""
+    out = dataset.copy(rows)
+    out.prefix_rows = getattr(dataset, "prefix_rows", None) or dataset.inter_feat
+    return out
 
 
 class AllPositionsDataLoader(TrainDataLoader):
@@ -60,7 +68,7 @@ class AllPositionsDataLoader(TrainDataLoader):
                 targets_field(dataset): torch.from_numpy(targets),
             }
         )
-        super().__init__(config, dataset.copy(rows), None, shuffle=shuffle)
+        super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle)
 
 
 class RandomCutDataLoader(TrainDataLoader):
@@ -79,7 +87,7 @@ class RandomCutDataLoader(TrainDataLoader):
         self._flat, self._offsets, self._max_len = flat, offsets, dataset.max_item_list_len
         self._rng = np.random.default_rng(config["seed"])
         rows = Interaction({dataset.uid_field: torch.from_numpy(users[keep]), "_seq_row": torch.from_numpy(keep)})
-        super().__init__(config, dataset.copy(rows), sampler, shuffle=shuffle)
+        super().__init__(config, with_prefix_rows(dataset, rows), sampler, shuffle=shuffle)
 
     def collate_fn(self, index):
         data = self._dataset[np.asarray(index)]

@@ -1,0 +1,129 @@
+"""The dataset hook: builds the item tree from the train split and attaches codes to the items.
+
+RecBole's ``SequentialDataset`` makes its prefix rows before ``build()`` splits, so everything
+seen before the split holds valid and test targets. The tree is built in :meth:`TreeDataset.build`
+from the train split only (each user's training sequence, counted once per user). The codes are
+attached as the item feature ``tree_code`` (aligned with RecBole's remapped ids, padding row 0)
+so any model can use them; since ``Dataset.join`` copies item features into every batch by
+``item_id``, eval batches then carry the target's path: RimiRec reads codes from its own buffer,
+indexed by history item ids, never from the batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from recbole.data.dataset import SequentialDataset
+from recbole.data.interaction import Interaction
+from recbole.utils import FeatureSource, FeatureType
+
+from recbole_rimirec.data.loaders import train_sequences
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.tree.itemtree import ItemTree, build_tree, token_digest
+from recbole_rimirec.tree.vectors import ppmi_svd_vectors, pretrained_vectors
+
+CODE_FIELD = "tree_code"
+VECTOR_SOURCES = ("cooccurrence", "pretrained")
+
+
+def tree_settings(config) -> dict:
+    """The config keys that decide the tree, checked.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        dict: branching, leaf_size, max_depth, vectors, vector_dim, vectors_file, seed.
+    """
+    settings = {
+        "branching": config["tree_branching"],
+        "leaf_size": config["tree_leaf_size"],
+        "max_depth": config["tree_max_depth"],
+        "vectors": config["tree_vectors"] or "cooccurrence",
+        "vector_dim": config["tree_vector_dim"] or 64,
+        "vectors_file": config["tree_vectors_file"],
+        "seed": config["seed"],
+    }
+    for key in ("branching", "leaf_size", "max_depth"):
+        if not isinstance(settings[key], int):
+            raise ConfigError(f"tree_{key} must be an integer, not {settings[key]!r}")
+    if settings["vectors"] not in VECTOR_SOURCES:
+        raise ConfigError(f"tree_vectors '{settings['vectors']}' is not one of {', '.join(VECTOR_SOURCES)}")
+    if settings["vectors"] == "pretrained" and not settings["vectors_file"]:
+        raise ConfigError("tree_vectors: pretrained needs tree_vectors_file")
+    return settings
+
+
+class TreeDataset(SequentialDataset):
+    """A ``SequentialDataset`` whose ``build()`` also builds (or loads) the item tree.
+
+    Config keys: ``tree_branching``, ``tree_leaf_size``, ``tree_max_depth``, ``tree_vectors``
+    (``cooccurrence`` | ``pretrained``), ``tree_vector_dim``, ``tree_vectors_file``, ``tree_file``
+    (load the tree from this ``.npz`` if it exists, else build and save it there).
+
+    Attributes:
+        tree (ItemTree): set by :meth:`build`, shared with the three splits.
+    """
+
+    tree: ItemTree | None = None
+
+    def build(self):
+        datasets = super().build()
+        train = datasets[0]
+        self.tree = self._load_or_build(train)
+        self._attach_codes(self.tree.codes)
+        for split in datasets:
+            split.tree = self.tree
+            split.item_feat = self.item_feat
+        return datasets
+
+    def _load_or_build(self, train) -> ItemTree:
+        settings = tree_settings(self.config)
+        tokens = self.field2id_token[self.iid_field]
+        expected = {k: settings[k] for k in ("branching", "leaf_size", "max_depth", "vectors", "seed")}
+        expected["items"] = token_digest(tokens)
+        path = self.config["tree_file"]
+        if path and os.path.isfile(path):
+            tree = ItemTree.load(path)
+            found = {k: tree.meta.get(k) for k in expected}
+            if found != expected or tree.n_items != len(tokens):
+                diff = sorted(k for k in expected if found[k] != expected[k]) or ["n_items"]
+                raise ConfigError(
+                    f"tree_file {path} was built with other {', '.join(diff)}; delete it or point tree_file elsewhere"
+                )
+            self.logger.info(f"item tree loaded from {path}")
+            return tree
+        _, flat, offsets = train_sequences(train)
+        if len(flat) == 0:
+            raise ConfigError(f"dataset '{self.dataset_name}' has no training interactions to build the item tree")
+        # Build in token order, not RecBole's id order (ids follow first appearance in the whole
+        # file, valid/test rows included): the tree then depends on the training data alone.
+        order = np.r_[0, 1 + np.argsort(tokens[1:].astype(str), kind="stable")]  # canonical id -> RecBole id
+        to_canonical = np.empty_like(order)
+        to_canonical[order] = np.arange(len(order))
+        if settings["vectors"] == "pretrained":
+            vectors = pretrained_vectors(settings["vectors_file"], tokens)[order]
+        else:
+            flat_c = to_canonical[flat]
+            vectors = ppmi_svd_vectors(flat_c, offsets, len(tokens), settings["vector_dim"], seed=settings["seed"])
+        tree = build_tree(
+            vectors, settings["branching"], settings["leaf_size"], settings["max_depth"], settings["seed"], expected
+        )
+        tree.perm = order[tree.perm]
+        if path:
+            tree.save(path)
+            self.logger.info(f"item tree saved to {path}")
+        return tree
+
+    def _attach_codes(self, codes: np.ndarray) -> None:
+        depth = codes.shape[1]
+        field = torch.from_numpy(codes.astype(np.int64))  # [n_items, depth]
+        if self.item_feat is None:
+            ids = torch.arange(len(codes))
+            self.item_feat = Interaction({self.iid_field: ids, CODE_FIELD: field})
+        else:
+            order = self.item_feat[self.iid_field].numpy()
+            self.item_feat.update(Interaction({CODE_FIELD: field[order]}))
+        self.set_field_property(CODE_FIELD, FeatureType.TOKEN_SEQ, FeatureSource.ITEM, depth)

@@ -1,0 +1,84 @@
+"""The interest generator's head: P(node | user) over the item tree, level by level.
+
+Reference: H. Pei et al., "Modeling Refined Multi-interest in Hierarchical Structure for
+Recommendation" (RimiRec), stage 1. A user state ``h`` scores every node; a node's conditional
+probability is a softmax over its siblings, P(child | parent, u), and P(node | u) is the product
+along the path (a hierarchical softmax over the tree), so P(node | u) only shrinks with depth and
+the children of a node share its mass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from recbole_rimirec.tree.tensors import TreeTensors
+
+
+def node_log_probs(logits: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
+    """log P(node | user) for every node from per-node logits.
+
+    Args:
+        logits: [P, N] one logit per node (the root's is ignored).
+        tree: the tree's tensors.
+
+    Returns:
+        torch.Tensor: [P, N] log-probabilities; the root has 0, children of a node sum (in
+        probability) to their parent.
+    """
+    P, N = logits.shape
+    parent = tree.parent.clamp(min=0)  # [N], root -> itself (masked below)
+    not_root = tree.parent >= 0
+    # log-sum-exp over each parent's children: scatter the max, then the sum of exps.
+    masked = logits.masked_fill(~not_root[None, :], float("-inf"))
+    group_max = torch.full((P, N), float("-inf"), device=logits.device, dtype=logits.dtype)
+    group_max = group_max.scatter_reduce(1, parent.expand(P, N), masked, reduce="amax", include_self=True)
+    shifted = (masked - group_max.gather(1, parent.expand(P, N))).exp()
+    sums = torch.zeros_like(logits).scatter_add(1, parent.expand(P, N), shifted)
+    log_z = group_max + sums.clamp_min(1e-30).log()  # [P, N] indexed by parent id
+    cond = logits - log_z.gather(1, parent.expand(P, N))  # log P(child | parent)
+    cond = cond.masked_fill(~not_root[None, :], 0.0)
+    out = torch.zeros_like(logits)
+    for depth in range(1, tree.max_depth + 1):
+        nodes = tree.level(depth)
+        out[:, nodes] = cond[:, nodes] + out[:, tree.parent[nodes]]
+    return out
+
+
+class TreeGenerator(nn.Module):
+    """Scores the tree's nodes from a user state.
+
+    Args:
+        tree: the tree's tensors.
+        hidden_size: size of the user state.
+    """
+
+    def __init__(self, tree: TreeTensors, hidden_size: int):
+        super().__init__()
+        self.tree = tree
+        self.node_embedding = nn.Embedding(tree.num_nodes, hidden_size)
+        self.node_bias = nn.Parameter(torch.zeros(tree.num_nodes))
+        nn.init.normal_(self.node_embedding.weight, std=0.02)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """log P(node | user).
+
+        Args:
+            h: [P, H] user states.
+
+        Returns:
+            torch.Tensor: [P, N].
+        """
+        return node_log_probs(h @ self.node_embedding.weight.T + self.node_bias, self.tree)
+
+    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the target's path (= -log P(leaf(target) | user)).
+
+        Args:
+            h: [P, H] user states.
+            target: [P] target item ids.
+
+        Returns:
+            torch.Tensor: the mean loss.
+        """
+        return -self(h).gather(1, self.tree.leaf[target][:, None]).mean()

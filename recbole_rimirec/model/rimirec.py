@@ -1,0 +1,182 @@
+"""RimiRec: refined multi-interest retrieval over a hierarchical item tree.
+
+Reference: H. Pei, Y. Xu, Y. Zhu, Y. Nie, "Modeling Refined Multi-interest in Hierarchical
+Structure for Recommendation" (RimiRec). Stage 1: an item tree from hierarchical k-means (built by
+:class:`~recbole_rimirec.data.tree_dataset.TreeDataset` from the train split) and a Transformer
+that gives P(node | user) over the tree; node selection with early stopping yields a user's
+circles and sub-circles at several levels. Stage 2: a two-tower model with one user embedding
+per node, searched inside each node's sub-library (Faiss), merged into one list.
+
+This implementation (the project's reading of the method, see the design notes): one shared
+causal encoder (SASRec layout, with item, code and position embeddings) feeds the generator head
+and the node-conditioned user tower; losses at every position: the path NLL of the target,
+an exact softmax over the items of each of the target's ancestors, and a global full softmax.
+Retrieval score of item i under node n: ``alpha * log P(n | u) + log softmax_{j in n} s(u_n, j)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.layers import TransformerEncoder
+
+from recbole_rimirec.data.tree_dataset import TreeDataset
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.generator import TreeGenerator
+from recbole_rimirec.model.twotower import NodeConditionedTower
+from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
+from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
+from recbole_rimirec.retrieval.selection import select_frontier
+from recbole_rimirec.tree.tensors import TreeTensors
+
+SCORES = ("factorized", "global")
+
+
+class RimiRec(SequentialRecommender):
+    """RimiRec as a RecBole sequential model (see the module docstring).
+
+    Args:
+        config: the run's Config.
+        dataset: the built train split of a :class:`TreeDataset`.
+    """
+
+    dataset_class = TreeDataset
+    train_modes = ("all_positions", "prefixes", "random_cut")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if getattr(dataset, "tree", None) is None:
+            raise ConfigError("RimiRec needs the item tree: build its dataset with TreeDataset (the model's default)")
+        H = self.hidden_size = config["hidden_size"]
+        self.tree = TreeTensors(dataset.tree)
+        self.item_embedding = nn.Embedding(self.n_items, H, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.max_seq_length, H)
+        self.code_embedding = nn.Embedding(self.tree.num_nodes, H, padding_idx=0) if config["code_input"] else None
+        self.trm_encoder = TransformerEncoder(
+            n_layers=config["n_layers"],
+            n_heads=config["n_heads"],
+            hidden_size=H,
+            inner_size=config["inner_size"],
+            hidden_dropout_prob=config["hidden_dropout_prob"],
+            attn_dropout_prob=config["attn_dropout_prob"],
+            hidden_act=config["hidden_act"],
+            layer_norm_eps=config["layer_norm_eps"],
+        )
+        self.LayerNorm = nn.LayerNorm(H, eps=config["layer_norm_eps"])
+        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.apply(self._init_weights)  # the encoder; generator and tower initialise themselves
+        self.generator = TreeGenerator(self.tree, H)
+        self.tower = NodeConditionedTower(self.tree, H, config["node_conditioning"])
+        self.generator_weight = config["generator_loss_weight"]
+        self.global_weight = config["global_loss_weight"]
+        self.alpha = config["alpha"]
+        self.score = config["retrieval_score"]
+        self.backend = config["retrieval"]
+        self.budget = config["select_budget"]
+        self.max_nodes = config["select_max_nodes"]
+        if self.score not in SCORES:
+            raise ConfigError(f"retrieval_score '{self.score}' is not one of {', '.join(SCORES)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"retrieval '{self.backend}' is not one of {', '.join(BACKENDS)}")
+        if not 0 < self.budget <= 1:
+            raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {self.budget}")
+        if not isinstance(self.max_nodes, int) or self.max_nodes < 1:
+            raise ConfigError(f"select_max_nodes must be a positive integer, not {self.max_nodes}")
+        self.TARGETS = self.ITEM_ID + "_targets"
+        self.index: NodeIndex | None = None
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
+
+    # ----- the shared causal encoder -----
+    def encode_all(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Causal states after every position.
+
+        Args:
+            item_seq: [B, L] left-aligned item ids.
+
+        Returns:
+            torch.Tensor: [B, L, H].
+        """
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        x = self.item_embedding(item_seq) + self.position_embedding(positions)[None]  # [B, L, H]
+        if self.code_embedding is not None:
+            x = x + self.code_embedding(self.tree.codes[item_seq]).sum(2)  # history codes: [B, L, D, H] -> [B, L, H]
+        x = self.dropout(self.LayerNorm(x))
+        return self.trm_encoder(x, self.get_attention_mask(item_seq), output_all_encoded_layers=True)[-1]
+
+    def forward(self, item_seq, item_seq_len):
+        return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
+
+    # ----- training -----
+    def calculate_loss(self, interaction):
+        if self.TARGETS in interaction:
+            targets = interaction[self.TARGETS]  # [B, L]
+            keep = targets > 0
+            h, target = self.encode_all(interaction[self.ITEM_SEQ])[keep], targets[keep]  # [P, H], [P]
+        else:
+            h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+            target = interaction[self.POS_ITEM_ID]
+        weight = self.item_embedding.weight
+        loss = self.tower.loss(h, target, weight)
+        loss = loss + self.generator_weight * self.generator.loss(h, target)
+        if self.global_weight:
+            loss = loss + self.global_weight * F.cross_entropy(h @ weight.T, target)
+        return loss
+
+    # ----- scoring -----
+    def full_sort_predict(self, interaction):
+        """The encoder's plain full ranking (global head); RimiRec's own evaluation is :meth:`retrieve`."""
+        h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return h @ self.item_embedding.weight.T
+
+    def predict(self, interaction):
+        h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (h * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
+
+    def build_index(self) -> NodeIndex:
+        """Indexes the current item tower by node; called before every evaluation."""
+        self.index = NodeIndex(self.item_embedding.weight, self.tree.perm, self.tree.lo, self.tree.hi, self.backend)
+        return self.index
+
+    @torch.no_grad()
+    def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-user retrieval: select nodes, search each node's sub-library, merge by score.
+
+        Args:
+            interaction: a batch with the history fields (target fields are never read).
+            k: length of the merged list.
+
+        Returns:
+            (scores, ids, selected): [B, k] merged list and [B, N] the selected nodes.
+        """
+        if self.index is None:
+            self.build_index()
+        h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, H]
+        log_p = self.generator(h)  # [B, N]
+        budget = max(1, round(self.budget * int(self.tree.size[0])))
+        selected = select_frontier(log_p, self.tree, budget, self.max_nodes)  # [B, N]
+        user, node = selected.nonzero(as_tuple=True)  # [M] pairs
+        if self.score == "global":
+            u = h[user]
+            s, ids = self.index.search(u, node, k)
+        else:
+            u = self.tower.user(h[user], node)  # [M, H]
+            s, ids = self.index.search(u, node, k)
+            if self.backend == "exact":
+                log_z = self.tower.log_normalizer(u, node, self.item_embedding.weight)
+            else:  # Faiss returns the top k only: the normaliser is estimated from them
+                log_z = torch.logsumexp(s, dim=1)
+            s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
+        merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, len(h)), k)
+        return merged_s, merged_i, selected

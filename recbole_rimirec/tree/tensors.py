@@ -1,0 +1,59 @@
+"""The tree's node table as torch tensors, for models and retrieval on any device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from recbole_rimirec.tree.itemtree import ItemTree
+
+
+class TreeTensors(nn.Module):
+    """Buffers of an :class:`ItemTree` (moved with the model, saved in its state dict).
+
+    Attributes:
+        parent, depth, lo, hi, child_lo, child_hi, size, is_leaf: [N] per node.
+        perm: [n_items - 1] item ids in tree order; pos: [n_items] position of each item in perm.
+        codes: [n_items, D] path of node ids below the root (0-padded); leaf: [n_items].
+        levels: list of [N_l] node ids at depth l (l = 1..D).
+    """
+
+    def __init__(self, tree: ItemTree):
+        super().__init__()
+        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
+        self.num_nodes = tree.num_nodes
+        self.max_depth = max(tree.depth, 1)
+        for name, value in {
+            "parent": tree.node_parent,
+            "depth": tree.node_depth,
+            "lo": tree.node_lo,
+            "hi": tree.node_hi,
+            "child_lo": tree.child_lo,
+            "child_hi": tree.child_hi,
+            "perm": tree.perm,
+            "pos": tree.pos,
+            "codes": tree.codes,
+            "leaf": tree.leaf_of,
+        }.items():
+            self.register_buffer(name, as_t(value))
+        self.register_buffer("size", self.hi - self.lo)
+        self.register_buffer("is_leaf", self.child_lo == self.child_hi)
+        for level in range(1, self.max_depth + 1):
+            self.register_buffer(f"level_{level}", as_t(np.flatnonzero(tree.node_depth == level)))
+
+    def level(self, depth: int) -> torch.Tensor:
+        """Node ids at a depth (1-based)."""
+        return getattr(self, f"level_{depth}")
+
+    def in_node(self, node: torch.Tensor) -> torch.Tensor:
+        """Membership of every item in the given nodes.
+
+        Args:
+            node: [P] node ids.
+
+        Returns:
+            torch.Tensor: [P, n_items] bool, True where the item lies in the node (padding never).
+        """
+        pos = self.pos[None, :]  # [1, n_items]
+        return (pos >= self.lo[node][:, None]) & (pos < self.hi[node][:, None])

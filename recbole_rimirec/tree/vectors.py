@@ -1,0 +1,117 @@
+"""Item vectors for the tree, from the training split only.
+
+Default: collaborative vectors, a truncated SVD of the PPMI item-item co-occurrence matrix,
+where two items co-occur once per user whose training sequence holds both (never once per
+RecBole prefix row). Alternatives: a pretrained file keyed by raw item token.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+
+from recbole_rimirec.errors import ConfigError
+
+
+def ppmi_svd_vectors(flat: np.ndarray, offsets: np.ndarray, n_items: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Collaborative item vectors from users' training sequences.
+
+    Args:
+        flat: concatenated training sequences (item ids >= 1).
+        offsets: [U + 1] sequence boundaries.
+        n_items: item id space size (row 0 is padding).
+        dim: vector size (clipped to what the data supports).
+        seed: seed of the SVD's start vector.
+
+    Returns:
+        np.ndarray: [n_items, dim] float32, L2-normalised; rows of items without training
+        interactions (and row 0) are zero.
+    """
+    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    x = sp.coo_matrix((np.ones(len(flat)), (users, flat)), shape=(len(offsets) - 1, n_items)).tocsr()
+    x.data[:] = 1.0  # once per user, however often the user repeats the item (tocsr summed duplicates)
+    cooc = (x.T @ x).tocsr()  # [n_items, n_items] users holding both
+    cooc.setdiag(0)
+    cooc.eliminate_zeros()
+    row = np.asarray(cooc.sum(axis=1)).ravel()
+    total = row.sum()
+    vectors = np.zeros((n_items, dim), dtype=np.float32)
+    if total == 0:
+        return vectors
+    coo = cooc.tocoo()
+    pmi = np.log(coo.data * total / (row[coo.row] * row[coo.col]))
+    keep = pmi > 0
+    ppmi = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=cooc.shape)
+    k = min(dim, min(ppmi.shape) - 1, max(1, ppmi.nnz - 1))
+    if ppmi.nnz == 0 or k < 1:
+        return vectors
+    rng = np.random.default_rng(seed)
+    u, s, _ = svds(ppmi, k=k, v0=rng.standard_normal(min(ppmi.shape)))
+    emb = u * np.sqrt(s)[None, :]
+    vectors[:, :k] = emb.astype(np.float32)
+    return normalize_rows(vectors)
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalises rows; zero rows stay zero.
+
+    Args:
+        vectors: [n, d].
+
+    Returns:
+        np.ndarray: [n, d] float32.
+    """
+    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.where(norm > 0, vectors / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
+
+
+def pretrained_vectors(path: str, tokens: np.ndarray) -> np.ndarray:
+    """Reads item vectors keyed by raw item token.
+
+    The file is a tab-separated text file: ``token<TAB>v1 v2 ... vd`` per line, or a ``.npz``
+    with arrays ``tokens`` (str) and ``vectors`` ([n, d]).
+
+    Args:
+        path: the file.
+        tokens: [n_items] RecBole's raw tokens by remapped id (entry 0 is padding).
+
+    Returns:
+        np.ndarray: [n_items, d] float32, L2-normalised; items absent from the file get zero rows.
+
+    Raises:
+        ConfigError: for a missing file, ragged or non-finite vectors, or no token in common.
+    """
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                keys, values = data["tokens"].astype(str), data["vectors"].astype(np.float64)
+        else:
+            keys, rows = [], []
+            with open(path, encoding="utf-8") as f:
+                for line_no, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    token, _, rest = line.rstrip("\n").partition("\t")
+                    keys.append(token)
+                    rows.append(np.array(rest.split(), dtype=np.float64))
+                    if len(rows[-1]) != len(rows[0]):
+                        raise ConfigError(
+                            f"tree_vectors_file {path}: line {line_no} has {len(rows[-1])} values, "
+                            f"line 1 has {len(rows[0])}"
+                        )
+            keys, values = np.array(keys), np.stack(rows) if rows else np.zeros((0, 0))
+    except (OSError, KeyError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"tree_vectors_file {path} cannot be read: {err}") from None
+    if not np.isfinite(values).all():
+        raise ConfigError(f"tree_vectors_file {path} holds NaN or infinite values")
+    index = {t: i for i, t in enumerate(keys)}
+    found = np.array([index.get(str(t), -1) for t in tokens])
+    found[0] = -1
+    if (found >= 0).sum() == 0:
+        raise ConfigError(f"tree_vectors_file {path} has no token in common with the dataset's items")
+    vectors = np.zeros((len(tokens), values.shape[1]), dtype=np.float32)
+    vectors[found >= 0] = values[found[found >= 0]]
+    return normalize_rows(vectors)

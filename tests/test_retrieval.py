@@ -1,0 +1,71 @@
+"""Retrieval pieces on plain tensors: Faiss vs exact, merging, and the -inf rule for missed targets."""
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recbole_rimirec.retrieval.index import NodeIndex
+from recbole_rimirec.retrieval.merge import dense_scores, group_by_user, merge_topk
+from recbole_rimirec.tree.itemtree import build_tree
+
+
+def test_faiss_and_exact_give_the_same_top_n():
+    rng = np.random.default_rng(0)
+    n_items, d = 500, 16
+    tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 6, 30, 3, seed=0)
+    vectors = torch.from_numpy(rng.standard_normal((n_items, d)).astype(np.float32))
+    queries = torch.from_numpy(rng.standard_normal((300, d)).astype(np.float32))
+    nodes = torch.from_numpy(rng.integers(0, tree.num_nodes, 300))
+    faiss_idx = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, "faiss")
+    exact_idx = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, "exact")
+    fs, fi = faiss_idx.search(queries, nodes, 20)
+    es, ei = exact_idx.search(queries, nodes, 20)
+    assert torch.allclose(fs, es, atol=1e-4)
+    assert (fi == ei).float().mean() > 0.999  # identical lists up to exact ties
+    pos = torch.from_numpy(tree.pos)
+    lo, hi = torch.from_numpy(tree.node_lo)[nodes], torch.from_numpy(tree.node_hi)[nodes]
+    found = fi >= 0
+    inside = (pos[fi.clamp(min=0)] >= lo[:, None]) & (pos[fi.clamp(min=0)] < hi[:, None])
+    assert inside[found].all()  # every result lies in its node's sub-library
+    short = (hi - lo) < 20
+    assert (~found[short]).any() and torch.isinf(fs[~found]).all()  # small nodes: -1 / -inf, never Faiss's -3.4e38
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 1000), k=st.integers(1, 15))
+def test_merge_keeps_each_item_once_with_its_best_score(seed, k):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(3, 30, generator=g)
+    ids = torch.randint(1, 12, (3, 30), generator=g)
+    top_s, top_i = merge_topk(scores, ids, k)
+    for b in range(3):
+        best = {}
+        for s, i in zip(scores[b].tolist(), ids[b].tolist(), strict=True):
+            best[i] = max(best.get(i, -1e9), s)
+        expect = sorted(best.items(), key=lambda kv: -kv[1])[:k]
+        got = [(i, s) for i, s in zip(top_i[b].tolist(), top_s[b].tolist(), strict=True) if i >= 0]
+        assert [i for i, _ in got] == [i for i, _ in expect] or np.allclose([s for _, s in got], [s for _, s in expect])
+        assert len(set(i for i, _ in got)) == len(got)
+
+
+def test_group_by_user_lays_out_lists():
+    user = torch.tensor([1, 0, 1, 1])
+    s = torch.arange(8.0).view(4, 2)
+    ids = torch.arange(8).view(4, 2)
+    gs, gi = group_by_user(user, s, ids, 3)
+    assert gs.shape == (3, 6)
+    assert gi[0].tolist()[:2] == [2, 3] and gi[1].tolist() == [0, 1, 4, 5, 6, 7]
+    assert (gi[2] == -1).all() and torch.isinf(gs[2]).all()
+
+
+def test_missed_target_never_counts_as_a_hit():
+    # One user retrieved only 3 items; RecBole's Collector takes topk(10) of the dense scores.
+    top_s = torch.tensor([[3.0, 2.0, 1.0, float("-inf")]])
+    top_i = torch.tensor([[5, 6, 7, -1]])
+    scores = dense_scores(top_s, top_i, 50, torch.tensor([0]), torch.tensor([9]))
+    topk = scores.topk(10, dim=1).indices[0].tolist()
+    assert topk[:3] == [5, 6, 7] and 9 not in topk and 0 not in topk
+    assert scores[0, 9] == float("-inf") and scores[0, 8] == -1e30
+    hit = dense_scores(top_s, top_i, 50, torch.tensor([0]), torch.tensor([6]))
+    assert 6 in hit.topk(10, dim=1).indices[0].tolist()

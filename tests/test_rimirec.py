@@ -1,0 +1,165 @@
+"""RimiRec end to end on the tiny set: the dataset hook, leakage, the evaluation hook, the generator."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_rimirec.config import Config
+from recbole_rimirec.data.preparation import create_dataset, data_preparation
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.quick_start import run
+from recbole_rimirec.utils import get_trainer
+
+TREE = {"tree_branching": 8, "tree_leaf_size": 10, "tree_max_depth": 2, "select_budget": 0.2, "tree_vector_dim": 16}
+
+
+@pytest.fixture
+def small(tiny):
+    return {**tiny, **TREE}
+
+
+def prepare(settings, model="RimiRec"):
+    config = Config(model, "tiny", config_dict=settings)
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    torch.manual_seed(0)
+    net = config.model_class(config, train._dataset)
+    return config, dataset, net, train, valid, test
+
+
+def test_end_to_end_writes_retrieval_fields(small, tmp_path):
+    import run_rimirec
+
+    out = tmp_path / "r.json"
+    args = [f"--{k}={v}" for k, v in small.items()]
+    assert run_rimirec.main(["-m", "RimiRec", "-d", "tiny", "--out", str(out), *args]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == "RimiRec" and result["train_mode"] == "all_positions"
+    assert 1 <= result["nodes_per_user"] <= 20
+    assert 0.2 <= result["library_fraction"] < 0.2 + 10 / 120 + 1e-9  # budget, overshoot below one leaf
+    assert result["retrieval_ms_per_user"] > 0
+    assert result["test_result"]["hit@50"] > 0
+
+
+def test_codes_are_attached_to_items_with_padding_row(small):
+    _, dataset, net, _, _, test = prepare(small)
+    codes = dataset.item_feat["tree_code"]
+    assert codes.shape == (dataset.item_num, dataset.tree.depth)
+    assert (codes[0] == 0).all() and (codes[1:, 0] > 0).all()
+    ids = dataset.item_feat[dataset.iid_field]
+    assert torch.equal(codes, torch.from_numpy(dataset.tree.codes)[ids])
+    batch = next(iter(test))[0]
+    assert "tree_code" in batch  # eval batches do carry the target's codes (RecBole's join)...
+
+
+def test_permuting_target_codes_leaves_evaluation_unchanged(small):
+    config, dataset, net, _, _, test = prepare(small)
+    trainer = get_trainer(config["MODEL_TYPE"], "RimiRec", config.model_class)(config, net)
+    trainer.evaluate(test, load_best_model=False)  # sets up the trainer's item count
+    batch = next(iter(test))
+    net.eval()
+    net.build_index()
+    before = trainer._full_sort_batch_eval(batch)[1].clone()
+    codes = dataset.item_feat["tree_code"]
+    dataset.item_feat.interaction["tree_code"] = codes[torch.randperm(len(codes))]  # ...which the model ignores
+    batch = next(iter(test))
+    after = trainer._full_sort_batch_eval(batch)[1]
+    assert not torch.equal(batch[0]["tree_code"], codes[batch[0][dataset.iid_field]])
+    assert torch.equal(before, after)
+
+
+def test_tree_ignores_valid_and_test_interactions(small, tmp_path):
+    from tests.conftest import DATA
+
+    lines = (DATA / "tiny" / "tiny.inter").read_text().splitlines()
+    rows = [line.split("\t") for line in lines[1:]]
+    last_two = {}
+    for k, (u, _, _) in enumerate(rows):
+        last_two.setdefault(u, []).append(k)
+    rng = np.random.default_rng(0)
+    for ks in last_two.values():
+        for k in ks[-2:]:  # leave-one-out: valid and test targets
+            rows[k][1] = f"i{rng.integers(1, 121)}"
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "tiny.inter").write_text("\n".join([lines[0]] + ["\t".join(r) for r in rows]) + "\n")
+    shutil.copy(DATA / "tiny" / "tiny.item", tmp_path / "tiny" / "tiny.item")
+    _, a, *_ = prepare(small)
+    _, b, *_ = prepare({**small, "data_path": str(tmp_path)})
+    tok_a = a.field2id_token[a.iid_field]
+    tok_b = b.field2id_token[b.iid_field]
+    assert set(tok_a) == set(tok_b)
+    leaf_a = {t: a.tree.leaf_of[i] for i, t in enumerate(tok_a)}
+    leaf_b = {t: b.tree.leaf_of[i] for i, t in enumerate(tok_b)}
+    # the same items end up grouped together (node ids may differ only if ids were remapped)
+    groups_a = {frozenset(t for t in tok_a if leaf_a[t] == leaf) for leaf in set(leaf_a.values())}
+    groups_b = {frozenset(t for t in tok_b if leaf_b[t] == leaf) for leaf in set(leaf_b.values())}
+    assert groups_a == groups_b
+
+
+def test_tree_file_round_trip_and_mismatch(small, tmp_path):
+    path = str(tmp_path / "tree.npz")
+    _, a, *_ = prepare({**small, "tree_file": path})
+    _, b, *_ = prepare({**small, "tree_file": path})
+    assert np.array_equal(a.tree.codes, b.tree.codes)
+    with pytest.raises(ConfigError, match="built with other branching"):
+        prepare({**small, "tree_file": path, "tree_branching": 4})
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_hook_loses_nothing_with_global_scores_and_every_node(small, backend):
+    settings = {**small, "retrieval_score": "global", "select_budget": 1.0, "retrieval": backend}
+    config, _, net, _, _, test = prepare(settings)
+    net.eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        plain = net.full_sort_predict(batch)
+        plain[:, 0] = float("-inf")
+        top_s, top_i, selected = net.retrieve(batch, 50)
+    assert selected[:, 0].all()  # the root: the whole library
+    expect = plain.topk(50, dim=1)
+    assert torch.allclose(top_s, expect.values, atol=1e-5)
+    assert torch.isclose(plain.gather(1, top_i), expect.values, atol=1e-5).all()
+
+
+def test_factorized_scores_exact_vs_faiss_agree_on_small_nodes(small):
+    # Leaves of <= 10 items and k = 50: Faiss returns whole nodes, so its normaliser is exact too.
+    settings = {**small, "select_budget": 0.05}
+    _, _, net, _, _, test = prepare({**settings, "retrieval": "exact"})
+    batch = next(iter(test))[0]
+    net.eval()
+    exact = net.retrieve(batch, 50)
+    net.backend = "faiss"
+    net.build_index()
+    approx = net.retrieve(batch, 50)
+    assert torch.allclose(exact[0], approx[0], atol=1e-4)
+
+
+def test_generator_finds_the_next_items_sub_circle(small):
+    settings = {**small, "epochs": 12, "stopping_step": 12, "learning_rate": 0.005}
+    result = run("RimiRec", "tiny", config_dict=settings)
+    config, dataset, net, train, _, test = prepare(settings)
+    net.load_state_dict(torch.load(result["checkpoint"], weights_only=True)["state_dict"])
+    net.eval()
+    leaf = net.tree.leaf
+    leaves = net.tree.is_leaf.nonzero().squeeze(1)
+    from recbole_rimirec.data.loaders import train_sequences
+
+    _, flat, _ = train_sequences(train._dataset)
+    popular = torch.bincount(leaf[torch.from_numpy(flat)], minlength=net.tree.num_nodes)[leaves]
+    B = 2
+    pop_top = set(leaves[popular.topk(B).indices].tolist())
+    gen_hits = pop_hits = total = 0
+    for batch in test:
+        inter = batch[0]
+        with torch.no_grad():
+            lp = net.generator(net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN]))[:, leaves]
+        top = leaves[lp.topk(B, dim=1).indices]  # [U, B]
+        target_leaf = leaf[inter[net.ITEM_ID]]
+        gen_hits += int((top == target_leaf[:, None]).any(1).sum())
+        pop_hits += sum(int(t) in pop_top for t in target_leaf)
+        total += len(target_leaf)
+    print(f"target leaf in top-{B}: generator {gen_hits / total:.2f}, most popular leaves {pop_hits / total:.2f}")
+    assert gen_hits / total > 2 * pop_hits / total and gen_hits / total > 0.5

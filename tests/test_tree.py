@@ -1,0 +1,143 @@
+"""Item tree invariants, determinism, planted-hierarchy recovery, save/load and bad keys."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import adjusted_rand_score
+
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.tree.itemtree import ItemTree, build_tree
+from recbole_rimirec.tree.vectors import ppmi_svd_vectors, pretrained_vectors
+
+
+def random_vectors(n_items, dim, seed, cold=0):
+    x = np.random.default_rng(seed).standard_normal((n_items, dim)).astype(np.float32)
+    x[0] = 0
+    x[1 : 1 + cold] = 0
+    return x
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_items=st.integers(2, 300),
+    branching=st.integers(2, 8),
+    leaf_size=st.integers(1, 40),
+    max_depth=st.integers(1, 4),
+    cold=st.integers(0, 5),
+    seed=st.integers(0, 3),
+)
+def test_tree_invariants(n_items, branching, leaf_size, max_depth, cold, seed):
+    branching = min(branching, n_items - 1) if n_items > 2 else 2
+    if n_items - 1 < branching:
+        return
+    cold = min(cold, n_items - 1)
+    tree = build_tree(random_vectors(n_items, 8, seed, cold), branching, leaf_size, max_depth, seed)
+    assert tree.invariant_violation() is None
+    leaf = tree.leaf_of
+    assert np.all(tree.is_leaf[leaf[1:]])  # every item in exactly one leaf
+    sizes = tree.node_size
+    warm_internal = ~tree.is_leaf
+    warm_internal[0] = False  # the root always has children, so every item's code is non-empty
+    assert np.all(sizes[warm_internal] > leaf_size)  # only nodes above the cap are split
+    assert np.all(tree.child_hi - tree.child_lo <= branching + 1)  # +1: the root's cold block
+    assert tree.depth <= max_depth
+    codes = tree.codes
+    for item in range(1, n_items):
+        path = codes[item][codes[item] > 0]
+        assert path[-1] == leaf[item] and tree.node_parent[path[0]] == 0
+        assert np.all(tree.node_parent[path[1:]] == path[:-1])
+        pos = tree.pos[item]
+        assert np.all((tree.node_lo[path] <= pos) & (pos < tree.node_hi[path]))  # nested ranges
+
+
+def test_same_seed_same_tree_and_save_load(tmp_path):
+    x = random_vectors(500, 16, 0)
+    a, b = build_tree(x, 8, 20, 3, seed=5), build_tree(x, 8, 20, 3, seed=5)
+    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.perm, b.perm)
+    a.save(str(tmp_path / "t.npz"))
+    c = ItemTree.load(str(tmp_path / "t.npz"))
+    assert np.array_equal(c.codes, a.codes) and c.meta == a.meta
+
+
+def test_cold_items_get_their_own_root_child():
+    tree = build_tree(random_vectors(200, 8, 1, cold=7), 4, 10, 3)
+    cold_leaf = set(tree.leaf_of[1:8].tolist())
+    assert len(cold_leaf) == 1
+    (node,) = cold_leaf
+    assert tree.node_parent[node] == 0 and tree.node_size[node] == 7
+
+
+def test_tampered_or_truncated_tree_file_is_a_clear_error(tmp_path):
+    tree = build_tree(random_vectors(100, 8, 0), 4, 10, 2)
+    path = tmp_path / "t.npz"
+    tree.save(str(path))
+    raw = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ConfigError, match="cannot be read"):
+        ItemTree.load(str(tmp_path / "cut.npz"))
+    tree.node_hi[1] += 1
+    tree.save(str(tmp_path / "bad.npz"))
+    with pytest.raises(ConfigError, match="not a valid tree"):
+        ItemTree.load(str(tmp_path / "bad.npz"))
+    with pytest.raises(ConfigError, match="not found"):
+        ItemTree.load(str(tmp_path / "none.npz"))
+
+
+@pytest.mark.parametrize(
+    "branching, leaf, depth, message",
+    [(1, 10, 2, "tree_branching must be"), (500, 10, 2, "larger than the 99 items"), (4, 10, 0, "tree_max_depth")],
+)
+def test_bad_tree_keys(branching, leaf, depth, message):
+    with pytest.raises(ConfigError, match=message):
+        build_tree(random_vectors(100, 8, 0), branching, leaf, depth)
+
+
+def planted_sequences(seed=0, users=400, circles=3, subs=4, per_sub=10):
+    """Users follow 2 sub-circles; returns (flat, offsets, sub-circle of each item)."""
+    rng = np.random.default_rng(seed)
+    n_sub = circles * subs
+    seqs = []
+    for _ in range(users):
+        mine = rng.choice(n_sub, 2, replace=False)
+        seqs.append(1 + rng.choice(mine, 15) * per_sub + rng.integers(0, per_sub, 15))
+    flat = np.concatenate(seqs)
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    return flat, offsets, np.r_[-1, np.arange(n_sub * per_sub) // per_sub]
+
+
+def test_tree_recovers_planted_groups():
+    flat, offsets, sub = planted_sequences()
+    x = ppmi_svd_vectors(flat, offsets, len(sub), 16, seed=0)
+    tree = build_tree(x, 12, 10, 2, seed=0)
+    depth1 = tree.codes[1:, 0]
+    ari = adjusted_rand_score(sub[1:], tree.leaf_of[1:])
+    shuffled = adjusted_rand_score(np.random.default_rng(0).permutation(sub[1:]), tree.leaf_of[1:])
+    print(
+        f"ARI leaves vs planted sub-circles: {ari:.3f} (shuffled labels: {shuffled:.3f});"
+        f" depth-1 nodes {len(set(depth1))}"
+    )
+    assert ari > 0.6 and abs(shuffled) < 0.1
+
+
+def test_cooccurrence_counted_once_per_user():
+    flat = np.array([1, 2, 1, 2, 1, 2, 3, 4])
+    once = ppmi_svd_vectors(flat, np.array([0, 6, 8]), 5, 2)
+    again = ppmi_svd_vectors(np.array([1, 2, 3, 4]), np.array([0, 2, 4]), 5, 2)
+    assert np.allclose(np.abs(once), np.abs(again), atol=1e-5)
+
+
+def test_pretrained_vectors_file(tmp_path):
+    path = tmp_path / "v.tsv"
+    path.write_text("a\t1 0\nb\t0 2\n")
+    x = pretrained_vectors(str(path), np.array(["[PAD]", "b", "zz", "a"]))
+    assert np.allclose(x, [[0, 0], [0, 1], [0, 0], [1, 0]])
+    path.write_text("a\t1 0\nb\t0 2 3\n")
+    with pytest.raises(ConfigError, match="line 2 has 3 values"):
+        pretrained_vectors(str(path), np.array(["[PAD]", "a"]))
+    path.write_text("a\tnan 0\n")
+    with pytest.raises(ConfigError, match="NaN"):
+        pretrained_vectors(str(path), np.array(["[PAD]", "a"]))
+    path.write_text("q\t1 0\n")
+    with pytest.raises(ConfigError, match="no token in common"):
+        pretrained_vectors(str(path), np.array(["[PAD]", "a"]))
