@@ -8,13 +8,14 @@ numpy 2).
 from __future__ import annotations
 
 import logging
+import os
 from time import perf_counter
 
 from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.config import Config
 from recbole_rimirec.data.preparation import create_dataset, data_preparation
-from recbole_rimirec.trainer import plain
+from recbole_rimirec.trainer import TrainingBudgetExhausted, plain
 from recbole_rimirec.utils import get_trainer
 
 
@@ -42,8 +43,9 @@ def run(
 
     Returns:
         dict: ``model``, ``dataset``, ``seed``, ``best_valid_result``, ``test_result``, ``timings``
-        (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``), ``checkpoint``, plus whatever
-        the model reports through an ``extra_results()`` method on its trainer.
+        (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``), ``checkpoint``, ``time_capped``,
+        ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk),
+        plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     init_seed(config["seed"], config["reproducibility"])
@@ -63,11 +65,17 @@ def run(
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
 
     start = perf_counter()
-    _, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    capped = False
+    try:
+        _, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    except TrainingBudgetExhausted as stop:
+        logger.warning(f"training stopped: {stop}")
+        capped, best_valid_result = True, trainer.best_valid_result
     train_s = perf_counter() - start
 
     start = perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    load_best = saved and os.path.isfile(trainer.saved_model_file)
+    test_result = trainer.evaluate(test_data, load_best_model=load_best, show_progress=config["show_progress"])
     eval_s = perf_counter() - start
 
     logger.info(f"best valid : {best_valid_result}")
@@ -87,8 +95,50 @@ def run(
             "eval_s": eval_s,
         },
         "checkpoint": trainer.saved_model_file if saved else None,
+        "time_capped": capped,
     }
+    if trainer.last_ranks is not None:
+        result["test_ranks"] = (
+            trainer.last_ranks.tolist()
+        )  # per test user: 0-based rank of the target, -1 past max topk
     extra = getattr(trainer, "extra_results", None)
     if extra is not None:
         result.update(plain(extra()))
     return result
+
+
+def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = "test") -> dict:
+    """Re-evaluates a saved run without retraining.
+
+    The checkpoint's model, dataset and the settings it was trained with (RecBole's external
+    config layer) rebuild the same data split and model; ``overrides`` may change evaluation keys
+    (e.g. ``select_budget``, ``retrieval``). Loading reads plain data only (``weights_only=True``).
+
+    Args:
+        checkpoint: a checkpoint written by the plugin's trainer.
+        overrides: config keys to change.
+        split: ``test`` or ``valid``.
+
+    Returns:
+        dict: ``result`` (metrics) plus the trainer's extra results.
+    """
+    from recbole_rimirec.trainer import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    saved = state["config"]
+    settings = {**state.get("external_config", {}), **(overrides or {})}
+    settings.pop("model", None)
+    settings.pop("dataset", None)
+    config = Config(saved["model"], saved["dataset"], config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    net = config.model_class(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    result = trainer.evaluate(test_data if split == "test" else valid_data, load_best_model=True, model_file=checkpoint)
+    out = {"result": _metrics(result)}
+    extra = getattr(trainer, "extra_results", None)
+    if extra is not None:
+        out.update(plain(extra()))
+    return out

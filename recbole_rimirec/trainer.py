@@ -64,14 +64,41 @@ def load_checkpoint(path: str, map_location=None) -> dict:
         raise ConfigError(f"checkpoint {path} cannot be loaded safely: {first[:200]}") from None
 
 
+class TrainingBudgetExhausted(Exception):
+    """Raised before an epoch when ``time_budget_s`` of training time is spent."""
+
+
 class SafeCheckpointMixin:
-    """Plain-data checkpoints and per-epoch timing for any RecBole trainer."""
+    """Plain-data checkpoints, per-epoch timing, an optional time budget and per-user ranks.
+
+    ``time_budget_s`` (config, optional): stop before the next epoch once this much training time
+    has passed (:class:`TrainingBudgetExhausted`); the runner then tests the best checkpoint and
+    marks the result as time-capped.
+    """
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.epoch_seconds: list[float] = []
+        self.time_budget = config["time_budget_s"]
+        self._fit_start: float | None = None
+        self.last_ranks: torch.Tensor | None = None
+        evaluate_struct = self.evaluator.evaluate
+
+        def keep_ranks(struct):
+            topk = struct.get("rec.topk")  # [U, K + 1]: hit flags at ranks 1..K, then the positives' count
+            if topk is not None:
+                hits = topk[:, :-1].bool()
+                first = hits.float().argmax(dim=1)
+                self.last_ranks = torch.where(hits.any(dim=1), first, torch.full_like(first, -1))
+            return evaluate_struct(struct)
+
+        self.evaluator.evaluate = keep_ranks
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._fit_start is None:
+            self._fit_start = perf_counter()
+        elif self.time_budget and perf_counter() - self._fit_start > self.time_budget:
+            raise TrainingBudgetExhausted(f"time_budget_s={self.time_budget} spent after {epoch_idx} epochs")
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(perf_counter() - start)
@@ -80,6 +107,7 @@ class SafeCheckpointMixin:
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
             "config": plain(self.config.final_config_dict),
+            "external_config": plain(self.config.external_config_dict),
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),

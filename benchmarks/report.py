@@ -1,0 +1,205 @@
+"""Turns a benchmark folder's runs/*.json into results.csv, results.json, table.md and PNG plots.
+
+Run alone to rebuild a report: python benchmarks/report.py benchmarks/results/<name>
+Under leave-one-out there is one target per user, so Recall@K equals Hit@K: the tables show Recall.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ["recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50"]
+BAR_MODELS = ("SASRecAllPos", "SASRec")  # the SASRec-CE bar: the better path that ran uncapped
+
+
+def load_runs(folder: Path) -> list[dict]:
+    runs = []
+    for path in sorted((folder / "runs").glob("*.json")):
+        runs.append(json.loads(path.read_text()))
+    return runs
+
+
+def flat_row(run: dict) -> dict:
+    t = run["timings"]
+    row = {
+        "dataset": run["dataset"],
+        "model": run["model"],
+        "seed": run["seed"],
+        "train_mode": run.get("train_mode"),
+        "epochs": t["epochs"],
+        "s_per_epoch": float(np.mean(t["epoch_s"])) if t["epoch_s"] else None,
+        "train_s": t["train_s"],
+        "eval_s": t["eval_s"],
+        "time_capped": run.get("time_capped", False),
+        "device": run.get("device", "cpu"),
+    }
+    for m in METRICS:
+        row[m] = run["test_result"].get(m)
+    row["valid_ndcg@10"] = (run.get("best_valid_result") or {}).get("ndcg@10")
+    for key in ("nodes_per_user", "library_fraction", "retrieval_ms_per_user"):
+        row[key] = run.get(key)
+    return row
+
+
+def ndcg10(ranks: np.ndarray) -> np.ndarray:
+    return np.where((ranks >= 0) & (ranks < 10), 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def paired_bootstrap(a: list[np.ndarray], b: list[np.ndarray], n: int = 2000, seed: int = 0) -> dict:
+    """Mean over seeds of per-user NDCG@10 differences (a - b), with a 95% bootstrap interval over users."""
+    diff = np.mean([ndcg10(x) - ndcg10(y) for x, y in zip(a, b, strict=True)], axis=0)  # [U]
+    rng = np.random.default_rng(seed)
+    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n)])
+    return {
+        "mean": float(diff.mean()),
+        "low": float(np.percentile(means, 2.5)),
+        "high": float(np.percentile(means, 97.5)),
+    }
+
+
+def aggregate(rows: list[dict]) -> dict:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["model"])].append(r)
+    out = {}
+    for (dataset, model), rs in groups.items():
+        entry = {"seeds": len(rs), "time_capped": any(r["time_capped"] for r in rs)}
+        for key in METRICS + ["s_per_epoch", "train_s", "epochs", "library_fraction", "retrieval_ms_per_user"]:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            if vals:
+                entry[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+        out[f"{dataset}/{model}"] = entry
+    return out
+
+
+def markdown(agg: dict, comparisons: dict, device: str) -> str:
+    lines = []
+    datasets = sorted({k.split("/")[0] for k in agg})
+    for dataset in datasets:
+        models = {k.split("/", 1)[1]: v for k, v in agg.items() if k.startswith(dataset + "/")}
+        lines.append(f"### {dataset} ({device}, test split, leave-one-out, full ranking; mean ± std over seeds)")
+        lines.append("")
+        header = ["model", "seeds"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in METRICS]
+        header += ["epochs", "s/epoch", "train s"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        best = {}
+        for m in METRICS:
+            vals = [v[m]["mean"] for v in models.values() if m in v and not v["time_capped"]]
+            best[m] = max(vals) if vals else None
+        for model, v in sorted(models.items(), key=lambda kv: -kv[1].get("ndcg@10", {"mean": 0})["mean"]):
+            cells = [model + (" (time-capped)" if v["time_capped"] else ""), str(v["seeds"])]
+            for m in METRICS:
+                if m not in v:
+                    cells.append("")
+                    continue
+                text = f"{v[m]['mean']:.4f} ± {v[m]['std']:.4f}"
+                cells.append(f"**{text}**" if best[m] is not None and v[m]["mean"] == best[m] else text)
+            for key, fmt in (("epochs", "{:.0f}"), ("s_per_epoch", "{:.2f}"), ("train_s", "{:.0f}")):
+                cells.append(fmt.format(v[key]["mean"]) if key in v else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        for name, c in comparisons.items():
+            if name.startswith(dataset + "/"):
+                lines.append(
+                    f"- {name.split('/', 1)[1]}: NDCG@10 difference {c['mean']:+.4f} "
+                    f"(95% paired bootstrap over users: {c['low']:+.4f} to {c['high']:+.4f})"
+                )
+        lines.append("")
+    lines.append("Recall@K equals Hit@K under leave-one-out (one target per user). Time-capped runs are never best.")
+    return "\n".join(lines) + "\n"
+
+
+def comparisons_of(runs: list[dict]) -> dict:
+    by = defaultdict(dict)
+    for r in runs:
+        if "test_ranks" in r and not r.get("time_capped"):
+            by[(r["dataset"], r["model"])][r["seed"]] = np.array(r["test_ranks"])
+    out = {}
+    for (dataset, model), seeds in by.items():
+        if model != "RimiRec":
+            continue
+        for other_key, other in by.items():
+            if other_key[0] != dataset or other_key[1] == "RimiRec":
+                continue
+            common = sorted(set(seeds) & set(other))
+            if common and all(len(seeds[s]) == len(other[s]) for s in common):
+                out[f"{dataset}/RimiRec - {other_key[1]}"] = paired_bootstrap(
+                    [seeds[s] for s in common], [other[s] for s in common]
+                )
+    return out
+
+
+def plots(rows: list[dict], agg: dict, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in rows})
+    for dataset in datasets:
+        models = sorted(
+            {r["model"] for r in rows if r["dataset"] == dataset},
+            key=lambda m: -agg[f"{dataset}/{m}"].get("ndcg@10", {"mean": 0})["mean"],
+        )
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models)), 4))
+        width = 0.25
+        for j, metric in enumerate(["ndcg@10", "recall@10", "recall@20"]):
+            means = [agg[f"{dataset}/{m}"].get(metric, {"mean": 0})["mean"] for m in models]
+            stds = [agg[f"{dataset}/{m}"].get(metric, {"std": 0})["std"] for m in models]
+            ax.bar(np.arange(len(models)) + (j - 1) * width, means, width, yerr=stds, label=metric, capsize=2)
+        ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right")
+        ax.set_title(f"{dataset}: test metrics (mean ± std over seeds)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / f"metrics_{dataset}.png", dpi=110)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for dataset in datasets:
+        for r in rows:
+            if r["dataset"] == dataset:
+                ax.scatter(r["train_s"], r["ndcg@10"], s=18)
+        for m in {r["model"] for r in rows if r["dataset"] == dataset}:
+            a = agg[f"{dataset}/{m}"]
+            ax.annotate(f"{m} ({dataset})", (a["train_s"]["mean"], a["ndcg@10"]["mean"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("training time to early stop (s, log)")
+    ax.set_ylabel("test NDCG@10")
+    ax.set_title("training time vs NDCG@10")
+    fig.tight_layout()
+    fig.savefig(folder / "time_vs_ndcg.png", dpi=110)
+    plt.close(fig)
+
+
+def write_report(folder: Path) -> None:
+    """Writes results.csv, results.json, table.md and the plots for a benchmark folder."""
+    folder = Path(folder)
+    runs = load_runs(folder)
+    if not runs:
+        return
+    rows = [flat_row(r) for r in runs]
+    with open(folder / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    agg = aggregate(rows)
+    comparisons = comparisons_of(runs)
+    devices = sorted({r["device"] for r in rows})
+    (folder / "results.json").write_text(
+        json.dumps({"runs": rows, "summary": agg, "comparisons": comparisons}, indent=2) + "\n"
+    )
+    (folder / "table.md").write_text(markdown(agg, comparisons, "/".join(d.upper() for d in devices)))
+    try:
+        plots(rows, agg, folder)
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install -r benchmarks/requirements.txt)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    write_report(Path(sys.argv[1]))

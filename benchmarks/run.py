@@ -1,0 +1,109 @@
+"""One benchmark command: every model on every dataset, same split, metrics and early stopping.
+
+Example (CPU, ml-100k, 3 seeds):
+    python benchmarks/run.py --datasets ml-100k --models RimiRec SASRecAllPos ComiRecSA ComiRecDR MIND Pop \\
+        --seeds 2020 2021 2022 --out benchmarks/results/ml-100k-cpu
+
+Each run goes through ``recbole_rimirec.quick_start.run`` (the code path of ``run_rimirec.py``)
+and is written to ``<out>/runs/<dataset>__<model>__<seed>.json`` as soon as it ends; ``--resume``
+skips runs already there. ``--time_budget`` caps each run's training time; capped runs are kept
+but marked and never enter the headline table. ``benchmarks/report.py`` (also called at the end)
+writes the CSV, JSON, Markdown table and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def parse_value(text: str):
+    """Reads a --set value as YAML (numbers, lists, booleans), else keeps the string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k"])
+    parser.add_argument(
+        "--models", nargs="+", default=["RimiRec", "SASRecAllPos", "ComiRecSA", "ComiRecDR", "MIND", "Pop"]
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
+    parser.add_argument("--data_path", default=None, help="folder holding <dataset>/ atomic files (ml-100k needs none)")
+    parser.add_argument("--out", required=True, help="results folder")
+    parser.add_argument("--time_budget", type=float, default=None, help="seconds of training per run (runs are marked)")
+    parser.add_argument("--resume", action="store_true", help="skip runs whose JSON already exists")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config for every run")
+    parser.add_argument(
+        "--model_set", nargs="*", default=[], metavar="MODEL:KEY=VALUE", help="config for one model's runs"
+    )
+    args = parser.parse_args(argv)
+
+    from report import write_report
+
+    from recbole_rimirec.errors import ConfigError
+    from recbole_rimirec.quick_start import run
+
+    out = Path(args.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    common = {"show_progress": False, "state": "WARNING", "checkpoint_dir": str(out / "checkpoints")}
+    if args.data_path:
+        common["data_path"] = args.data_path
+    if args.time_budget:
+        common["time_budget_s"] = args.time_budget
+    for item in args.set:
+        key, _, value = item.partition("=")
+        common[key] = parse_value(value)
+    per_model: dict[str, dict] = {}
+    for item in args.model_set:
+        model, _, kv = item.partition(":")
+        key, _, value = kv.partition("=")
+        per_model.setdefault(model, {})[key] = parse_value(value)
+
+    plan = [(d, m, s) for d in args.datasets for s in args.seeds for m in args.models]
+    meta = {"argv": sys.argv, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    bar = tqdm(plan, desc="benchmark", unit="run")
+    for dataset, model, seed in bar:
+        path = out / "runs" / f"{dataset}__{model}__{seed}.json"
+        bar.set_postfix_str(f"{dataset} {model} {seed}")
+        if args.resume and path.exists():
+            continue
+        config = {**common, **per_model.get(model, {}), "seed": seed}
+        try:
+            result = run(model, dataset, config_dict=config)
+        except ConfigError as err:
+            print(f"error: {dataset} {model} {seed}: {err}", file=sys.stderr)
+            return 2
+        result["config"] = {k: v for k, v in config.items() if k != "checkpoint_dir"}
+        result["device"] = "cuda" if _cuda() else "cpu"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result) + "\n")
+        os.replace(tmp, path)
+    write_report(out)
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
