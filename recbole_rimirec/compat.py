@@ -43,6 +43,13 @@ def _check_pandas() -> None:
         )
 
 
+def _quiet_pandas_chained_fillna() -> None:
+    import warnings
+
+    # RecBole's chained fillna(inplace=True) still works on pandas 2.x but warns on every load.
+    warnings.filterwarnings("ignore", message=".*inplace method.*", category=FutureWarning)
+
+
 def _anomaly_off() -> None:
     import torch
 
@@ -60,4 +67,5 @@ def apply() -> None:
     """
     _numpy_aliases()
     _check_pandas()
+    _quiet_pandas_chained_fillna()
     _anomaly_off()

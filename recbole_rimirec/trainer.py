@@ -177,19 +177,22 @@ def make_safe(trainer_class: type) -> type:
     return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
 
 
-class RimiRecTrainer(Trainer):
-    """The evaluation hook: per-category retrieval instead of RecBole's full ranking.
+class RetrievalTrainer(Trainer):
+    """The evaluation hook: the model's own retrieval instead of RecBole's full ranking.
 
-    Every ``evaluate`` call (validation each epoch, and test) first settles the weights (the best
-    checkpoint, loaded with ``weights_only=True``, when asked), then rebuilds the per-node index
-    from them, then runs RecBole's own evaluation, whose ``_full_sort_batch_eval`` this class
-    replaces with: node selection -> node-specific user embeddings -> search inside each node ->
-    merge -> dense scores (unretrieved items very low, an unretrieved target ``-inf``).
+    For models with ``build_index()`` and ``retrieve(interaction, k) -> (scores, ids, selected)``
+    (RimiRec: per-category search; the multi-interest baselines: per-interest search). Every
+    ``evaluate`` call (validation each epoch, and test) first settles the weights (the best
+    checkpoint, loaded with ``weights_only=True``, when asked), then rebuilds the index from them,
+    then runs RecBole's own evaluation, whose ``_full_sort_batch_eval`` this class replaces with
+    retrieve -> dense scores (unretrieved items very low, an unretrieved target ``-inf``).
+    With ``retrieval: full`` it is RecBole's full ranking.
     """
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.retrieve_k = max(config["topk"])
+        self.use_retrieval = (config["retrieval"] or "full") != "full"
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         self.last_stats: dict = {}
 
@@ -201,33 +204,40 @@ class RimiRecTrainer(Trainer):
             path = model_file or self.saved_model_file
             self.load_weights(path)
             self.logger.info(f"Loading model structure and parameters from {path}")
+        if not self.use_retrieval:
+            return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         self.model.eval()
         self.model.build_index()
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-        library = int(self.model.tree.size[0])
         users = max(self._stats["users"], 1)
         self.last_stats = {
             "nodes_per_user": self._stats["nodes"] / users,
-            "library_fraction": self._stats["items"] / users / library,
+            "library_fraction": self._stats["items"] / users / (self.tot_item_num - 1),
             "retrieval_ms_per_user": 1000.0 * self._stats["seconds"] / users,
         }
         return result
 
     def _full_sort_batch_eval(self, batched_data):
+        if not self.use_retrieval:
+            return super()._full_sort_batch_eval(batched_data)
         from recbole_rimirec.retrieval.merge import dense_scores
 
         interaction, _, positive_u, positive_i = batched_data
         interaction = interaction.to(self.device)
         start = perf_counter()
-        top_s, top_i, selected = self.model.retrieve(interaction, self.retrieve_k)
+        top_s, top_i, searched_nodes, searched_items = self.model.retrieve(interaction, self.retrieve_k)
         self._stats["seconds"] += perf_counter() - start
         self._stats["users"] += len(top_s)
-        self._stats["nodes"] += int(selected.sum())
-        self._stats["items"] += int((selected.float() @ self.model.tree.size.float()).sum())
+        self._stats["nodes"] += int(searched_nodes.sum())
+        self._stats["items"] += int(searched_items.sum())
         scores = dense_scores(top_s, top_i, self.tot_item_num, positive_u.to(self.device), positive_i.to(self.device))
         return interaction, scores, positive_u, positive_i
 
     def extra_results(self) -> dict:
         """Retrieval statistics of the last evaluation (the test run, after ``fit``)."""
         return dict(self.last_stats)
+
+
+class RimiRecTrainer(RetrievalTrainer):
+    """RimiRec's evaluation hook: per-category retrieval (see :class:`RetrievalTrainer`)."""

@@ -123,3 +123,13 @@ def test_planted_interests_separate_and_beat_pop(name, epochs, tiny):
 def test_random_cut_training_runs(tiny):
     result = run("ComiRecSA", "tiny", config_dict={**tiny, "train_mode": "random_cut", "epochs": 1})
     assert result["train_mode"] == "random_cut" and result["timings"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("backend", ["faiss", "exact"])
+def test_ann_evaluation_matches_full_ranking(tiny, backend):
+    from recbole_rimirec.quick_start import evaluate_saved
+
+    result = run("ComiRecSA", "tiny", config_dict={**tiny, "epochs": 3, "embedding_size": 16})
+    ann = evaluate_saved(result["checkpoint"], {"retrieval": backend})
+    assert ann["result"] == pytest.approx(result["test_result"], abs=2e-3)  # the same lists, up to exact ties
+    assert ann["nodes_per_user"] == 4 and ann["library_fraction"] == pytest.approx(4.0)

@@ -117,8 +117,8 @@ def test_hook_loses_nothing_with_global_scores_and_every_node(small, backend):
     with torch.no_grad():
         plain = net.full_sort_predict(batch)
         plain[:, 0] = float("-inf")
-        top_s, top_i, selected = net.retrieve(batch, 50)
-    assert selected[:, 0].all()  # the root: the whole library
+        top_s, top_i, nodes, items = net.retrieve(batch, 50)
+    assert (nodes == 1).all() and (items == int(net.tree.size[0])).all()  # the root: the whole library
     expect = plain.topk(50, dim=1)
     assert torch.allclose(top_s, expect.values, atol=1e-5)
     assert torch.isclose(plain.gather(1, top_i), expect.values, atol=1e-5).all()

@@ -16,6 +16,9 @@ from recbole.utils import InputType
 
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.layers import label_aware_readout, sampled_softmax_loss
+from recbole_rimirec.retrieval.index import NodeIndex
+from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
+from recbole_rimirec.trainer import RetrievalTrainer
 
 LOSSES = ("SSM", "CE")
 SAMPLERS = ("popularity", "uniform")
@@ -51,6 +54,7 @@ class MultiInterestRecommender(SequentialRecommender):
 
     input_type = InputType.POINTWISE
     train_modes = ("prefixes", "random_cut")
+    trainer_class = RetrievalTrainer
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -63,6 +67,10 @@ class MultiInterestRecommender(SequentialRecommender):
         if sampler not in SAMPLERS:
             raise ConfigError(f"neg_sampler '{sampler}' is not one of {', '.join(SAMPLERS)}")
         self.neg_sample_factor = config["neg_sample_factor"]
+        self.retrieval = config["retrieval"] or "full"
+        if self.retrieval not in ("full", "faiss", "exact"):
+            raise ConfigError(f"retrieval '{self.retrieval}' is not one of full, faiss, exact")
+        self.index: NodeIndex | None = None
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         nn.init.xavier_uniform_(self.item_embedding.weight)  # TF's default (glorot) as in the reference
         with torch.no_grad():
@@ -111,3 +119,33 @@ class MultiInterestRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction):
         interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return (interests @ self.item_embedding.weight.T).max(dim=1).values  # [B, n_items]
+
+    def build_index(self) -> NodeIndex:
+        """One index over the whole library (a single node), rebuilt before every evaluation."""
+        n = self.n_items
+        perm = torch.arange(1, n)
+        lo, hi = torch.tensor([0]), torch.tensor([n - 1])
+        self.index = NodeIndex(self.item_embedding.weight, perm, lo, hi, self.retrieval)
+        return self.index
+
+    @torch.no_grad()
+    def retrieve(self, interaction, k: int):
+        """The reference's serving rule: top-k per interest by ANN search, merged by score.
+
+        Args:
+            interaction: a batch with the history fields.
+            k: merged list length.
+
+        Returns:
+            (scores, ids, nodes, items): [B, k] merged list; [B] searches per user (K) and items
+            scored (the whole library for each interest).
+        """
+        if self.index is None:
+            self.build_index()
+        interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, K, d]
+        B, K, d = interests.shape
+        user = torch.arange(B, device=interests.device).repeat_interleave(K)  # [B * K]
+        s, ids = self.index.search(interests.reshape(B * K, d), torch.zeros_like(user), k)
+        merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, B), k)
+        searched = torch.full((B,), K, device=interests.device)
+        return merged_s, merged_i, searched, searched * (self.n_items - 1)

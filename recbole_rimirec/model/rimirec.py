@@ -78,7 +78,7 @@ class RimiRec(SequentialRecommender):
         self.max_nodes = config["select_max_nodes"]
         if self.score not in SCORES:
             raise ConfigError(f"retrieval_score '{self.score}' is not one of {', '.join(SCORES)}")
-        if self.backend not in BACKENDS:
+        if self.backend not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
             raise ConfigError(f"retrieval '{self.backend}' is not one of {', '.join(BACKENDS)}")
         if not 0 < self.budget <= 1:
             raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {self.budget}")
@@ -158,7 +158,7 @@ class RimiRec(SequentialRecommender):
             k: length of the merged list.
 
         Returns:
-            (scores, ids, selected): [B, k] merged list and [B, N] the selected nodes.
+            (scores, ids, nodes, items): [B, k] merged list; [B] nodes searched and items they hold.
         """
         if self.index is None:
             self.build_index()
@@ -179,4 +179,4 @@ class RimiRec(SequentialRecommender):
                 log_z = torch.logsumexp(s, dim=1)
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
         merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, len(h)), k)
-        return merged_s, merged_i, selected
+        return merged_s, merged_i, selected.sum(1), selected.long() @ self.tree.size

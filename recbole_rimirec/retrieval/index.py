@@ -46,11 +46,14 @@ class NodeIndex:
         self.perm = torch.as_tensor(perm, dtype=torch.long, device=item_vectors.device)
         self.lo = torch.as_tensor(lo, dtype=torch.long).cpu().numpy()
         self.hi = torch.as_tensor(hi, dtype=torch.long).cpu().numpy()
-        self.vectors = item_vectors.detach()[self.perm].float().contiguous()  # [n_items - 1, d] tree order
+        ordered = item_vectors.detach()[self.perm].float().contiguous()  # [n_items - 1, d] tree order
         if backend == "faiss":
             faiss = self.faiss = import_faiss()
-            self.index = faiss.IndexFlatIP(self.vectors.shape[1])
-            self.index.add(self.vectors.cpu().numpy())
+            self.index = faiss.IndexFlatIP(ordered.shape[1])
+            self.index.add(ordered.cpu().numpy())  # Faiss keeps its own copy; ours is dropped
+            self.vectors = None
+        else:
+            self.vectors = ordered
 
     def search(self, queries: torch.Tensor, nodes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Searches each query inside its node.
