@@ -47,9 +47,19 @@ def create_dataset(config):
         Dataset: the model's dataset class, loaded and filtered (not yet split).
     """
     check_dataset_files(config)
-    dataset = get_dataset_class(config)(config)
+    name = config["dataset"]
+    try:
+        dataset = get_dataset_class(config)(config)
+    except ValueError as err:  # RecBole's loading and filtering raise ValueError for bad data
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "feat is empty" in text:
+            raise ConfigError(f"dataset '{name}' has no interactions left after loading and filtering") from None
+        raise ConfigError(f"dataset '{name}' cannot be loaded: {text}") from None
     if len(dataset.inter_feat) == 0:
-        raise ConfigError(f"dataset '{config['dataset']}' has no interactions left after loading and filtering")
+        raise ConfigError(f"dataset '{name}' has no interactions left after loading and filtering")
+    library = dataset.item_num - 1
+    if max(config["topk"]) > library:
+        raise ConfigError(f"topk {max(config['topk'])} is larger than the {library} items of dataset '{name}'")
     return dataset
 
 
