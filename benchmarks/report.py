@@ -48,7 +48,8 @@ def flat_row(run: dict) -> dict:
 
 
 def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    return np.where((ranks >= 0) & (ranks < 10), 1.0 / np.log2(ranks + 2.0), 0.0)
+    inside = (ranks >= 0) & (ranks < 10)
+    return np.where(inside, 1.0 / np.log2(np.where(inside, ranks, 0) + 2.0), 0.0)
 
 
 def paired_bootstrap(a: list[np.ndarray], b: list[np.ndarray], n: int = 2000, seed: int = 0) -> dict:

@@ -1,8 +1,9 @@
 """RimiRec analysis from a saved run: library-budget sweep and generator accuracy.
 
 * Budget sweep: the same trained weights evaluated on the test split at several
-  ``select_budget`` values, with Faiss and exact search: NDCG@10 / Recall@10 against the
-  fraction of the library scored (a curve, not one point), plus retrieval time per user.
+  ``select_budget`` values (best-first frontier, Faiss and exact search) and beam sizes (beam):
+  NDCG@10 / Recall@10 against the fraction of the library scored (a curve, not one point), plus
+  retrieval time per user.
 * Generator accuracy: for each test user, is the held-out item's node at each tree level among
   the top-B nodes of that level by P(node | user)? B = 1, 5, 10, against the B most popular nodes
   of the level (by training interactions).
@@ -77,6 +78,7 @@ def main() -> int:
     parser.add_argument("checkpoint")
     parser.add_argument("--out", required=True)
     parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
+    parser.add_argument("--beams", nargs="+", type=int, default=[1, 2, 5, 10, 20])
     args = parser.parse_args()
     from recbole_rimirec.quick_start import evaluate_saved
 
@@ -85,10 +87,26 @@ def main() -> int:
     for backend in ("faiss", "exact"):
         for budget in args.budgets:
             r = evaluate_saved(args.checkpoint, {**quiet, "select_budget": budget, "retrieval": backend})
-            row = {"retrieval": backend, "select_budget": budget, **{k: r[k] for k in r if k != "result"}}
+            row = {
+                "retrieval": backend,
+                "select_method": "frontier",
+                "select_budget": budget,
+                **{k: r[k] for k in r if k != "result"},
+            }
             row.update({m: r["result"][m] for m in ("ndcg@10", "recall@10", "recall@50")})
             sweep.append(row)
             print(json.dumps(row), flush=True)
+    for beam in args.beams:  # the alternative selection, at comparable library fractions
+        r = evaluate_saved(args.checkpoint, {**quiet, "select_method": "beam", "beam_size": beam, "retrieval": "faiss"})
+        row = {
+            "retrieval": "faiss",
+            "select_method": "beam",
+            "beam_size": beam,
+            **{k: r[k] for k in r if k != "result"},
+        }
+        row.update({m: r["result"][m] for m in ("ndcg@10", "recall@10", "recall@50")})
+        sweep.append(row)
+        print(json.dumps(row), flush=True)
     plain = evaluate_saved(
         args.checkpoint,
         {**quiet, "select_budget": 1.0, "retrieval": "exact", "alpha": 0.0, "retrieval_score": "global"},
@@ -108,9 +126,11 @@ def main() -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for backend in ("faiss", "exact"):
-            rows = [r for r in sweep if r["retrieval"] == backend]
-            ax.plot([r["library_fraction"] for r in rows], [r["ndcg@10"] for r in rows], marker="o", label=backend)
+        curves = [("frontier", "faiss"), ("frontier", "exact"), ("beam", "faiss")]
+        for method, backend in curves:
+            rows = [r for r in sweep if r["retrieval"] == backend and r["select_method"] == method]
+            xs, ys = [r["library_fraction"] for r in rows], [r["ndcg@10"] for r in rows]
+            ax.plot(xs, ys, marker="o", label=f"{method}, {backend}")
         ax.axhline(plain["ndcg@10"], color="gray", linestyle="--", label="encoder, full ranking (global head)")
         ax.set_xscale("log")
         ax.set_xlabel("fraction of the library scored per user")

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recbole_rimirec.model.generator import TreeGenerator, node_log_probs
-from recbole_rimirec.retrieval.selection import select_frontier
+from recbole_rimirec.retrieval.selection import select_beam, select_frontier
 from recbole_rimirec.tree.itemtree import build_tree
 from recbole_rimirec.tree.tensors import TreeTensors
 
@@ -82,3 +82,22 @@ def test_generator_loss_is_path_nll():
             manual[i] -= torch.log_softmax(logits, 0)[int(node) - kids.start]
     assert torch.allclose(gen.loss(h, target), manual.mean(), atol=1e-5)
     assert torch.allclose(-lp.gather(1, tree.leaf[target][:, None]).squeeze(1), manual, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tree=trees, seed=st.integers(0, 100), beam=st.integers(1, 12))
+def test_beam_is_valid_disjoint_and_best_at_its_depth(tree, seed, beam):
+    lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=torch.Generator().manual_seed(seed)) * 2, tree)
+    sel = select_beam(lp, tree, beam)
+    n = int(tree.size[0])
+    for b in range(3):
+        nodes = sel[b].nonzero().squeeze(1)
+        assert 1 <= len(nodes) <= beam and not sel[b, 0]
+        covered = torch.zeros(n, dtype=torch.long)
+        for v in nodes.tolist():
+            covered[int(tree.lo[v]) : int(tree.hi[v])] += 1
+        assert covered.max() <= 1
+        # a kept internal node means the search ran out of depth, never of children
+        assert all(bool(tree.is_leaf[v]) or int(tree.depth[v]) == tree.max_depth for v in nodes.tolist())
+    if beam >= int(tree.is_leaf.sum()):
+        assert torch.equal(sel, tree.is_leaf[None, :].expand_as(sel) & (torch.arange(tree.num_nodes) != 0))

@@ -163,3 +163,13 @@ def test_generator_finds_the_next_items_sub_circle(small):
         total += len(target_leaf)
     print(f"target leaf in top-{B}: generator {gen_hits / total:.2f}, most popular leaves {pop_hits / total:.2f}")
     assert gen_hits / total > 2 * pop_hits / total and gen_hits / total > 0.5
+
+
+def test_beam_selection_runs_and_a_huge_beam_keeps_every_leaf(small):
+    _, _, net, _, _, test = prepare({**small, "select_method": "beam", "beam_size": 10_000})
+    net.eval()
+    batch = next(iter(test))[0]
+    _, _, nodes, items = net.retrieve(batch, 50)
+    assert (items == int(net.tree.size[0])).all() and (nodes == int(net.tree.is_leaf.sum())).all()
+    with pytest.raises(ConfigError, match="beam_size"):
+        prepare({**small, "select_method": "beam", "beam_size": 0})

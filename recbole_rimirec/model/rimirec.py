@@ -28,10 +28,11 @@ from recbole_rimirec.model.generator import TreeGenerator
 from recbole_rimirec.model.twotower import NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
-from recbole_rimirec.retrieval.selection import select_frontier
+from recbole_rimirec.retrieval.selection import select_beam, select_frontier
 from recbole_rimirec.tree.tensors import TreeTensors
 
 SCORES = ("factorized", "global")
+SELECTIONS = ("frontier", "beam")
 
 
 class RimiRec(SequentialRecommender):
@@ -76,6 +77,12 @@ class RimiRec(SequentialRecommender):
         self.backend = config["retrieval"]
         self.budget = config["select_budget"]
         self.max_nodes = config["select_max_nodes"]
+        self.selection = config["select_method"] or "frontier"
+        self.beam_size = config["beam_size"]
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"select_method '{self.selection}' is not one of {', '.join(SELECTIONS)}")
+        if self.selection == "beam" and (not isinstance(self.beam_size, int) or self.beam_size < 1):
+            raise ConfigError(f"beam_size must be a positive integer, not {self.beam_size}")
         if self.score not in SCORES:
             raise ConfigError(f"retrieval_score '{self.score}' is not one of {', '.join(SCORES)}")
         if self.backend not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
@@ -164,8 +171,11 @@ class RimiRec(SequentialRecommender):
             self.build_index()
         h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, H]
         log_p = self.generator(h)  # [B, N]
-        budget = max(1, round(self.budget * int(self.tree.size[0])))
-        selected = select_frontier(log_p, self.tree, budget, self.max_nodes)  # [B, N]
+        if self.selection == "beam":  # a beam larger than the tree keeps every leaf
+            selected = select_beam(log_p, self.tree, self.beam_size)  # [B, N]
+        else:
+            budget = max(1, round(self.budget * int(self.tree.size[0])))
+            selected = select_frontier(log_p, self.tree, budget, self.max_nodes)  # [B, N]
         user, node = selected.nonzero(as_tuple=True)  # [M] pairs
         if self.score == "global":
             u = h[user]

@@ -54,3 +54,39 @@ def select_frontier(log_probs: torch.Tensor, tree: TreeTensors, budget_items: in
             node_ids[None, :] < tree.child_hi[parent][:, None]
         )
         frontier[grow] |= kids
+
+
+def select_beam(log_probs: torch.Tensor, tree: TreeTensors, beam_size: int) -> torch.Tensor:
+    """Level-by-level beam search constrained to the tree, with an implicit end token.
+
+    The beam starts at the root's children; at each level every internal node in the beam is
+    replaced by its children, a leaf stays as a finished path (its end token), and the
+    ``beam_size`` best entries by P(node | user) are kept. The alternative to
+    :func:`select_frontier`, kept behind ``select_method: beam`` for measurement.
+
+    Args:
+        log_probs: [B, N] log P(node | user).
+        tree: the tree's tensors.
+        beam_size: nodes kept per user (>= 1).
+
+    Returns:
+        torch.Tensor: [B, N] bool, disjoint selected nodes (at most ``beam_size`` per user).
+    """
+    B, N = log_probs.shape
+    device = log_probs.device
+    beam = torch.zeros(B, N, dtype=torch.bool, device=device)
+    beam[:, 0] = True
+    node_ids = torch.arange(N, device=device)
+    parent = tree.parent.clamp(min=0)
+    for _ in range(tree.max_depth):
+        expand = beam & ~tree.is_leaf[None, :]  # [B, N] internal nodes to replace by children
+        if not expand.any():
+            break
+        children = expand[:, parent] & (node_ids != 0)[None, :]  # a node whose parent is expanded
+        candidates = (beam & ~expand) | children
+        scores = log_probs.masked_fill(~candidates, float("-inf"))
+        k = min(beam_size, N)
+        top = scores.topk(k, dim=1)
+        beam = torch.zeros_like(beam)
+        beam.scatter_(1, top.indices, torch.isfinite(top.values))
+    return beam

@@ -1,0 +1,47 @@
+"""Copies benchmark tables into README.md between markers, so no figure there is typed by hand.
+
+Run: python benchmarks/readme.py benchmarks/results/ml-100k-cpu [more result folders...]
+Each folder's table.md, the command that made it (meta.json) and its plots replace the block
+between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def block(folder: Path) -> str:
+    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+    rel = folder.resolve().relative_to(ROOT)
+    lines = [f"#### `{rel}`", ""]
+    if meta:
+        argv = " ".join(meta.get("argv", []))
+        lines.append(f"Command: `python {argv}` on a {meta.get('cpu_count')}-core machine ({meta.get('machine')}).")
+        lines.append("")
+    lines.append((folder / "table.md").read_text().strip())
+    lines.append("")
+    for png in sorted(folder.glob("*.png")):
+        lines.append(f"![{png.stem}]({png.resolve().relative_to(ROOT)})")
+    return "\n".join(lines) + "\n"
+
+
+def main(folders: list[str]) -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} block", file=sys.stderr)
+        return 2
+    body = "\n".join(block(Path(f)) for f in folders)
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + START + "\n" + body + END + tail)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
