@@ -63,6 +63,8 @@ def run(
     net = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    if config["resume_from"]:
+        trainer.resume_checkpoint(config["resume_from"])
 
     start = perf_counter()
     capped = False
@@ -95,6 +97,7 @@ def run(
             "eval_s": eval_s,
         },
         "checkpoint": trainer.saved_model_file if saved else None,
+        "last_checkpoint": trainer.last_checkpoint_file if saved else None,
         "time_capped": capped,
     }
     if trainer.last_ranks is not None:

@@ -29,12 +29,12 @@ def plain(value):
     Returns:
         The value as plain data; objects without a plain form become their ``str``.
     """
+    if isinstance(value, np.generic):  # before the builtins: np.float64 is a float subclass
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, enum.Enum):
         return value.name
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
@@ -64,6 +64,46 @@ def load_checkpoint(path: str, map_location=None) -> dict:
         raise ConfigError(f"checkpoint {path} cannot be loaded safely: {first[:200]}") from None
 
 
+def rng_state() -> dict:
+    """The global random states (torch, numpy, random) as plain data."""
+    import random
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [py[0], list(py[1]), py[2]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restores what :func:`rng_state` saved."""
+    import random
+
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def loader_state(train_data) -> dict:
+    """The train loader's shuffling generator, and the plugin loaders' own sampler, as plain data."""
+    state = {"generator": train_data.generator.get_state()}
+    rng = getattr(train_data, "_rng", None)
+    if rng is not None:
+        state["numpy_bit_generator"] = plain(rng.bit_generator.state)
+    return state
+
+
+def set_loader_state(train_data, state: dict) -> None:
+    """Restores what :func:`loader_state` saved."""
+    train_data.generator.set_state(state["generator"])
+    if "numpy_bit_generator" in state:
+        train_data._rng.bit_generator.state = state["numpy_bit_generator"]
+
+
 class TrainingBudgetExhausted(Exception):
     """Raised before an epoch when ``time_budget_s`` of training time is spent."""
 
@@ -82,6 +122,7 @@ class SafeCheckpointMixin:
         self.time_budget = config["time_budget_s"]
         self._fit_start: float | None = None
         self.last_ranks: torch.Tensor | None = None
+        self._pending_loader_state: dict | None = None
         evaluate_struct = self.evaluator.evaluate
 
         def keep_ranks(struct):
@@ -99,6 +140,10 @@ class SafeCheckpointMixin:
             self._fit_start = perf_counter()
         elif self.time_budget and perf_counter() - self._fit_start > self.time_budget:
             raise TrainingBudgetExhausted(f"time_budget_s={self.time_budget} spent after {epoch_idx} epochs")
+        if self._pending_loader_state is not None:
+            set_loader_state(train_data, self._pending_loader_state)
+            self._pending_loader_state = None
+        self._save_last(epoch_idx, train_data)
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(perf_counter() - start)
@@ -140,14 +185,50 @@ class SafeCheckpointMixin:
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         return checkpoint
 
+    @property
+    def last_checkpoint_file(self) -> str:
+        """Where the state at the start of the current epoch is kept (``<best file>-last.pth``)."""
+        return self.saved_model_file[: -len(".pth")] + "-last.pth"
+
+    def _save_last(self, epoch: int, train_data) -> None:
+        """Saves everything needed to rerun from the start of ``epoch`` exactly (CPU)."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        state = self._checkpoint_state(epoch)
+        state.update(
+            {
+                "kind": "last",
+                "best_file": self.saved_model_file,
+                "best_valid_result": plain(self.best_valid_result),
+                "epoch_seconds": list(self.epoch_seconds),
+                "rng": rng_state(),
+                "loader": loader_state(train_data),
+            }
+        )
+        tmp = self.last_checkpoint_file + ".tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.last_checkpoint_file)
+
     def resume_checkpoint(self, resume_file):
-        resume_file = str(resume_file)
-        self.saved_model_file = resume_file
-        checkpoint = self.load_weights(resume_file)
-        self.start_epoch = checkpoint["epoch"] + 1
+        """Resumes training from a ``-last.pth`` file (exactly) or a best checkpoint (weights and counters).
+
+        Args:
+            resume_file: the checkpoint.
+        """
+        checkpoint = self.load_weights(str(resume_file))
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("kind") == "last":
+            self.start_epoch = checkpoint["epoch"]
+            self.saved_model_file = checkpoint["best_file"]
+            self.best_valid_result = checkpoint["best_valid_result"]
+            self.epoch_seconds = list(checkpoint["epoch_seconds"])
+            set_rng_state(checkpoint["rng"])
+            self._pending_loader_state = checkpoint["loader"]
+        else:
+            self.start_epoch = checkpoint["epoch"] + 1
+            self.saved_model_file = str(resume_file)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()

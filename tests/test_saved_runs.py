@@ -41,3 +41,37 @@ def test_pickled_or_truncated_checkpoints_are_refused(tiny, tmp_path):
     torch.save({**state, "config": Payload()}, tmp_path / "pickled.pth")
     with pytest.raises(ConfigError, match="cannot be loaded safely"):
         load_checkpoint(str(tmp_path / "pickled.pth"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model, extra", [("SASRecAllPos", {}), ("ComiRecSA", {"train_mode": "random_cut"})])
+def test_interrupted_training_resumes_to_the_same_result(tiny, monkeypatch, model, extra):
+    from recbole_rimirec import trainer as trainer_module
+
+    settings = {**tiny, "epochs": 4, "stopping_step": 10, **extra}
+    full = run(model, "tiny", config_dict=settings)
+
+    original = trainer_module.SafeCheckpointMixin._train_epoch
+
+    def crash_at_epoch_2(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 2:
+            self._save_last(epoch_idx, train_data)  # what the real epoch start saves, then the crash
+            raise Interrupt
+        return original(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.SafeCheckpointMixin, "_train_epoch", crash_at_epoch_2)
+    with pytest.raises(Interrupt):
+        run(model, "tiny", config_dict={**settings, "checkpoint_dir": tiny["checkpoint_dir"] + "/b"})
+    monkeypatch.setattr(trainer_module.SafeCheckpointMixin, "_train_epoch", original)
+    import glob
+
+    (last,) = glob.glob(tiny["checkpoint_dir"] + "/b/*-last.pth")
+    resumed = run(
+        model, "tiny", config_dict={**settings, "checkpoint_dir": tiny["checkpoint_dir"] + "/b", "resume_from": last}
+    )
+    assert resumed["timings"]["epochs"] == 4
+    assert resumed["best_valid_result"] == full["best_valid_result"]
+    assert resumed["test_result"] == full["test_result"]
