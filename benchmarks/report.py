@@ -35,6 +35,7 @@ def flat_row(run: dict) -> dict:
         "epochs": t["epochs"],
         "s_per_epoch": float(np.mean(t["epoch_s"])) if t["epoch_s"] else None,
         "train_s": t["train_s"],
+        "time_to_best_s": t.get("time_to_best_s"),
         "eval_s": t["eval_s"],
         "time_capped": run.get("time_capped", False),
         "device": run.get("device", "cpu"),
@@ -71,7 +72,8 @@ def aggregate(rows: list[dict]) -> dict:
     out = {}
     for (dataset, model), rs in groups.items():
         entry = {"seeds": len(rs), "time_capped": any(r["time_capped"] for r in rs)}
-        for key in METRICS + ["s_per_epoch", "train_s", "epochs", "library_fraction", "retrieval_ms_per_user"]:
+        keys = ["s_per_epoch", "train_s", "time_to_best_s", "epochs", "library_fraction", "retrieval_ms_per_user"]
+        for key in METRICS + keys:
             vals = [r[key] for r in rs if r.get(key) is not None]
             if vals:
                 entry[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
@@ -87,7 +89,7 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
         lines.append(f"### {dataset} ({device}, test split, leave-one-out, full ranking; mean ± std over seeds)")
         lines.append("")
         header = ["model", "seeds"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in METRICS]
-        header += ["epochs", "s/epoch", "train s"]
+        header += ["epochs", "s/epoch", "s to best valid", "train s"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         best = {}
@@ -102,7 +104,12 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
                     continue
                 text = f"{v[m]['mean']:.4f} ± {v[m]['std']:.4f}"
                 cells.append(f"**{text}**" if best[m] is not None and v[m]["mean"] == best[m] else text)
-            for key, fmt in (("epochs", "{:.0f}"), ("s_per_epoch", "{:.2f}"), ("train_s", "{:.0f}")):
+            for key, fmt in (
+                ("epochs", "{:.0f}"),
+                ("s_per_epoch", "{:.2f}"),
+                ("time_to_best_s", "{:.0f}"),
+                ("train_s", "{:.0f}"),
+            ):
                 cells.append(fmt.format(v[key]["mean"]) if key in v else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

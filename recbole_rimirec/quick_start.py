@@ -43,7 +43,8 @@ def run(
 
     Returns:
         dict: ``model``, ``dataset``, ``seed``, ``best_valid_result``, ``test_result``, ``timings``
-        (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``), ``checkpoint``, ``time_capped``,
+        (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
+        training seconds up to the best validation), ``checkpoint``, ``last_checkpoint``, ``time_capped``,
         ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk),
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
@@ -80,6 +81,8 @@ def run(
     test_result = trainer.evaluate(test_data, load_best_model=load_best, show_progress=config["show_progress"])
     eval_s = perf_counter() - start
 
+    # Epochs run since the best validation (RecBole's counter, one validation per eval_step epochs).
+    best_epoch = trainer.epochs_done - 1 - trainer.cur_step * config["eval_step"] if best_valid_result else None
     logger.info(f"best valid : {best_valid_result}")
     logger.info(f"test result: {test_result}")
     result = {
@@ -95,6 +98,8 @@ def run(
             "epochs": len(trainer.epoch_seconds),
             "epoch_s": list(trainer.epoch_seconds),
             "eval_s": eval_s,
+            "best_epoch": best_epoch,
+            "time_to_best_s": sum(trainer.epoch_seconds[: best_epoch + 1]) if best_epoch is not None else None,
         },
         "checkpoint": trainer.saved_model_file if saved else None,
         "last_checkpoint": trainer.last_checkpoint_file if saved else None,

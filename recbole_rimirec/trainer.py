@@ -123,6 +123,7 @@ class SafeCheckpointMixin:
         self._fit_start: float | None = None
         self.last_ranks: torch.Tensor | None = None
         self._pending_loader_state: dict | None = None
+        self.epochs_done = 0
         evaluate_struct = self.evaluator.evaluate
 
         def keep_ranks(struct):
@@ -147,6 +148,7 @@ class SafeCheckpointMixin:
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(perf_counter() - start)
+        self.epochs_done = epoch_idx + 1
         return loss
 
     def _checkpoint_state(self, epoch: int) -> dict:

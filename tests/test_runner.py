@@ -19,6 +19,8 @@ def test_run_reports_and_checkpoint_loads_weights_only(tiny):
     result = run("SASRecAllPos", "tiny", config_dict=tiny)
     assert KEYS <= set(result) and TIMINGS <= set(result["timings"])
     assert result["timings"]["epochs"] == 2 and len(result["timings"]["epoch_s"]) == 2
+    assert 0 <= result["timings"]["best_epoch"] <= 1
+    assert result["timings"]["time_to_best_s"] <= sum(result["timings"]["epoch_s"])
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
     checkpoint = torch.load(result["checkpoint"], weights_only=True)
     assert checkpoint["config"]["model"] == "SASRecAllPos"
