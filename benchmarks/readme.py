@@ -19,9 +19,13 @@ def block(folder: Path) -> str:
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
     rel = folder.resolve().relative_to(ROOT)
     lines = [f"#### `{rel}`", ""]
-    if meta:
-        argv = " ".join(meta.get("argv", []))
-        lines.append(f"Command: `python {argv}` on a {meta.get('cpu_count')}-core machine ({meta.get('machine')}).")
+    commands = meta.get("commands") or ([meta["argv"]] if "argv" in meta else [])
+    for argv in commands:
+        # paths shown from the repository root, wherever the run was started from
+        shown = [a[a.index("benchmarks/") :] if "benchmarks/" in a else a for a in argv]
+        lines.append(f"- `python {' '.join(shown)}`")
+    if commands:
+        lines.append(f"\nMachine: {meta.get('cpu_count')} cores ({meta.get('machine')}), CPU only.")
         lines.append("")
     lines.append((folder / "table.md").read_text().strip())
     lines.append("")

@@ -76,8 +76,11 @@ def main(argv=None) -> int:
         per_model.setdefault(model, {})[key] = parse_value(value)
 
     plan = [(d, m, s) for d in args.datasets for s in args.seeds for m in args.models]
-    meta = {"argv": sys.argv, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.update({"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()})
+    meta.setdefault("commands", []).append(sys.argv)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     bar = tqdm(plan, desc="benchmark", unit="run")
     for dataset, model, seed in bar:
         path = out / "runs" / f"{dataset}__{model}__{seed}.json"
