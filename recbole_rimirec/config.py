@@ -88,6 +88,37 @@ class Config(RecBoleConfig):
         model_class = get_model(model) if isinstance(model, str) else model
         return model_class.__name__, model_class, dataset
 
+    def _init_device(self):
+        """RecBole's device setup, plus multi-process runs on CPU (gloo) as well as GPU (NCCL)."""
+        cfg = self.final_config_dict
+        if "local_rank" not in cfg:
+            return super()._init_device()
+        import torch
+        import torch.distributed as dist
+
+        cfg["gpu_id"] = (
+            str(cfg["gpu_id"]) if not isinstance(cfg["gpu_id"], tuple) else ",".join(map(str, cfg["gpu_id"]))
+        )
+        use_cuda = bool(cfg["use_gpu"]) and torch.cuda.is_available() and len(cfg["gpu_id"]) > 0
+        rank = cfg["local_rank"] + (cfg["offset"] or 0)
+        if not dist.is_initialized():
+            dist.init_process_group(
+                backend="nccl" if use_cuda else "gloo",
+                rank=rank,
+                world_size=cfg["world_size"],
+                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+            )
+        if use_cuda:
+            torch.cuda.set_device(cfg["local_rank"])
+            cfg["device"] = torch.device("cuda", cfg["local_rank"])
+        else:
+            cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         props = properties_dir()

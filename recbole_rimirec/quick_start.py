@@ -134,7 +134,10 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
 
     state = load_checkpoint(checkpoint)
     saved = state["config"]
-    settings = {**state.get("external_config", {}), **(overrides or {})}
+    from recbole_rimirec.distributed import DIST_KEYS
+
+    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in DIST_KEYS}
+    settings.update(overrides or {})
     settings.pop("model", None)
     settings.pop("dataset", None)
     config = Config(saved["model"], saved["dataset"], config_dict=settings)

@@ -104,6 +104,28 @@ def set_loader_state(train_data, state: dict) -> None:
         train_data._rng.bit_generator.state = state["numpy_bit_generator"]
 
 
+def gather_rows(rows: torch.Tensor, indices: list[int]) -> torch.Tensor:
+    """Collects every rank's per-user rows into the single-process order, dropping padded duplicates.
+
+    ``DistributedSampler`` gives each rank every world-size-th user and pads by repeating users;
+    rows come in the order of the rank's sampler indices.
+
+    Args:
+        rows: [n_local, C] this rank's rows.
+        indices: this rank's sampler indices (at least n_local of them).
+
+    Returns:
+        torch.Tensor: [n_users, C] the rows of all users, by index, on every rank.
+    """
+    pieces = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(pieces, (indices[: len(rows)], rows.cpu()))
+    by_index = {}
+    for idx, part in pieces:
+        for i, row in zip(idx, part, strict=True):
+            by_index.setdefault(i, row)
+    return torch.stack([by_index[i] for i in sorted(by_index)])
+
+
 class TrainingBudgetExhausted(Exception):
     """Raised before an epoch when ``time_budget_s`` of training time is spent."""
 
@@ -117,7 +139,25 @@ class SafeCheckpointMixin:
     """
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        distributed = not config["single_spec"]
+        if distributed:  # RecBole's DDP wrapper passes CUDA device ids, which fail on CPU: build it here
+            config["single_spec"] = True
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = not distributed
+        self.distributed = distributed
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            cuda = config["device"].type == "cuda"
+            self.distributed_model = DistributedDataParallel(
+                self.model, device_ids=[config["local_rank"]] if cuda else None
+            )
+            names = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(names, src=0)  # one file name for every rank
+            self.saved_model_file = names[0]
+        self._eval_indices: list[int] | None = None
         self.epoch_seconds: list[float] = []
         self.time_budget = config["time_budget_s"]
         self._fit_start: float | None = None
@@ -128,6 +168,9 @@ class SafeCheckpointMixin:
 
         def keep_ranks(struct):
             topk = struct.get("rec.topk")  # [U, K + 1]: hit flags at ranks 1..K, then the positives' count
+            if topk is not None and self.distributed:
+                topk = gather_rows(topk, self._eval_indices)
+                struct.set("rec.topk", topk)
             if topk is not None:
                 hits = topk[:, :-1].bool()
                 first = hits.float().argmax(dim=1)
@@ -211,6 +254,14 @@ class SafeCheckpointMixin:
         torch.save(state, tmp)
         os.replace(tmp, self.last_checkpoint_file)
 
+    def load_best(self, model_file: str | None = None) -> None:
+        """Loads the best checkpoint (or ``model_file``) once every rank can read it."""
+        path = model_file or self.saved_model_file
+        if self.distributed:
+            torch.distributed.barrier()  # rank 0 has finished writing it
+        self.load_weights(path)
+        self.logger.info(f"Loading model structure and parameters from {path}")
+
     def resume_checkpoint(self, resume_file):
         """Resumes training from a ``-last.pth`` file (exactly) or a best checkpoint (weights and counters).
 
@@ -236,10 +287,14 @@ class SafeCheckpointMixin:
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
-            path = model_file or self.saved_model_file
-            self.load_weights(path)
-            self.logger.info(f"Loading model structure and parameters from {path}")
+            self.load_best(model_file)
+        if self.distributed and eval_data:
+            self._eval_indices = list(iter(eval_data.sampler))
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def _map_reduce(self, result, num_sample):
+        # Every rank already holds the metrics of the whole split (gather_rows): nothing to average.
+        return result
 
 
 class Trainer(SafeCheckpointMixin, RecBoleTrainer):
@@ -284,15 +339,17 @@ class RetrievalTrainer(Trainer):
         if not eval_data:
             return None
         if load_best_model:
-            path = model_file or self.saved_model_file
-            self.load_weights(path)
-            self.logger.info(f"Loading model structure and parameters from {path}")
+            self.load_best(model_file)
         if not self.use_retrieval:
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         self.model.eval()
         self.model.build_index()
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        if self.distributed:  # sums over ranks (users repeated by the sampler's padding count twice)
+            totals = torch.tensor([float(v) for v in self._stats.values()])
+            torch.distributed.all_reduce(totals)
+            self._stats = dict(zip(self._stats, totals.tolist(), strict=True))
         users = max(self._stats["users"], 1)
         self.last_stats = {
             "nodes_per_user": self._stats["nodes"] / users,
