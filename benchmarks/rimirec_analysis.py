@@ -27,10 +27,10 @@ BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 
 
 def generator_accuracy(checkpoint: str, bs=(1, 5, 10)) -> dict:
+    from recbole_rimirec.checkpoint import load_checkpoint
     from recbole_rimirec.config import Config
     from recbole_rimirec.data.loaders import train_sequences
     from recbole_rimirec.data.preparation import create_dataset, data_preparation
-    from recbole_rimirec.trainer import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     settings = {k: v for k, v in state["external_config"].items() if k not in ("model", "dataset")}

@@ -13,9 +13,10 @@ from time import perf_counter
 
 from recbole.utils import init_logger, init_seed
 
+from recbole_rimirec.checkpoint import plain
 from recbole_rimirec.config import Config
 from recbole_rimirec.data.preparation import create_dataset, data_preparation
-from recbole_rimirec.trainer import TrainingBudgetExhausted, plain
+from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
 
 
@@ -130,7 +131,7 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
     Returns:
         dict: ``result`` (metrics) plus the trainer's extra results.
     """
-    from recbole_rimirec.trainer import load_checkpoint
+    from recbole_rimirec.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     saved = state["config"]

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from recbole_rimirec.checkpoint import load_checkpoint
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.quick_start import evaluate_saved, run
-from recbole_rimirec.trainer import load_checkpoint
 
 
 class Payload:

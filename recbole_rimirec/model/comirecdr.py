@@ -8,31 +8,11 @@ starting at zero, no ReLU projection.
 
 from __future__ import annotations
 
-from recbole_rimirec.model.layers import CapsuleRouting
-from recbole_rimirec.model.multi_interest import MultiInterestRecommender
+from recbole_rimirec.model.multi_interest import CapsuleRecommender
 
 
-class ComiRecDR(MultiInterestRecommender):
-    """ComiRec-DR as a RecBole sequential model.
+class ComiRecDR(CapsuleRecommender):
+    """ComiRec-DR as a RecBole sequential model (config keys: see :class:`CapsuleRecommender`)."""
 
-    Config keys (besides the base's): ``routing_iterations``, ``relu_layer``.
-
-    Args:
-        config: the run's Config.
-        dataset: the built train split.
-    """
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.routing = CapsuleRouting(
-            self.embedding_size,
-            self.interest_num,
-            self.max_seq_length,
-            shared_map=False,
-            iterations=config["routing_iterations"],
-            relu_layer=config["relu_layer"],
-            random_init=False,
-        )
-
-    def interests(self, item_seq, item_seq_len):
-        return self.routing(self.item_embedding(item_seq), self.history_mask(item_seq, item_seq_len))
+    shared_map = False
+    random_init = False

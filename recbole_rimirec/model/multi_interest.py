@@ -15,7 +15,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.model.layers import label_aware_readout, sampled_softmax_loss
+from recbole_rimirec.model.layers import CapsuleRouting, label_aware_readout, sampled_softmax_loss
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.trainer import RetrievalTrainer
@@ -149,3 +149,33 @@ class MultiInterestRecommender(SequentialRecommender):
         merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, B), k)
         searched = torch.full((B,), K, device=interests.device)
         return merged_s, merged_i, searched, searched * (self.n_items - 1)
+
+
+class CapsuleRecommender(MultiInterestRecommender):
+    """Multi-interest extraction by dynamic routing (MIND and ComiRec-DR differ in two switches).
+
+    Config keys (besides the base's): ``routing_iterations``, ``relu_layer``.
+
+    Attributes:
+        shared_map: one bilinear map for every position and interest (MIND) or one per position
+            and interest (ComiRec-DR).
+        random_init: random initial routing logits (MIND) or zeros (ComiRec-DR).
+    """
+
+    shared_map: bool = True
+    random_init: bool = True
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.routing = CapsuleRouting(
+            self.embedding_size,
+            self.interest_num,
+            self.max_seq_length,
+            shared_map=self.shared_map,
+            iterations=config["routing_iterations"],
+            relu_layer=config["relu_layer"],
+            random_init=self.random_init,
+        )
+
+    def interests(self, item_seq, item_seq_len):
+        return self.routing(self.item_embedding(item_seq), self.history_mask(item_seq, item_seq_len))
