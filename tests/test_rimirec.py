@@ -106,6 +106,8 @@ def test_tree_file_round_trip_and_mismatch(small, tmp_path):
     assert np.array_equal(a.tree.codes, b.tree.codes)
     with pytest.raises(ConfigError, match="built with other branching"):
         prepare({**small, "tree_file": path, "tree_branching": 4})
+    with pytest.raises(ConfigError, match="built with other vector_dim"):
+        prepare({**small, "tree_file": path, "tree_vector_dim": 8})
 
 
 @pytest.mark.parametrize("backend", ["exact", "faiss"])

@@ -82,7 +82,8 @@ class TreeDataset(SequentialDataset):
     def _load_or_build(self, train) -> ItemTree:
         settings = tree_settings(self.config)
         tokens = self.field2id_token[self.iid_field]
-        expected = {k: settings[k] for k in ("branching", "leaf_size", "max_depth", "vectors", "seed")}
+        expected = {k: settings[k] for k in ("branching", "leaf_size", "max_depth", "vectors", "vector_dim", "seed")}
+        expected["vectors_file"] = os.path.basename(settings["vectors_file"]) if settings["vectors_file"] else None
         expected["items"] = token_digest(tokens)
         path = self.config["tree_file"]
         if path and os.path.isfile(path):
