@@ -19,7 +19,7 @@ def block(folder: Path) -> str:
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
     rel = folder.resolve().relative_to(ROOT)
     lines = [f"#### `{rel}`", ""]
-    commands = meta.get("commands") or ([meta["argv"]] if "argv" in meta else [])
+    commands = ([meta["argv"]] if "argv" in meta else []) + meta.get("commands", [])
     for argv in commands:
         # paths shown from the repository root, wherever the run was started from
         shown = [a[a.index("benchmarks/") :] if "benchmarks/" in a else a for a in argv]
