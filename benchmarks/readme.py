@@ -1,6 +1,6 @@
 """Copies benchmark tables into README.md between markers, so no figure there is typed by hand.
 
-Run: python benchmarks/readme.py benchmarks/results/ml-100k-cpu [more result folders...]
+Run: python benchmarks/readme.py benchmarks/results/ml-100k-cpu [more folders, or a scale-run .json]
 Each folder's table.md, the command that made it (meta.json) and its plots replace the block
 between ``<!-- results:start -->`` and ``<!-- results:end -->``.
 """
@@ -34,13 +34,31 @@ def block(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scale_block(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rel = path.resolve().relative_to(ROOT)
+    lines = [f"#### `{rel}` ({data['meta']['machine']})", ""]
+    lines.append(
+        "| items x 64 | tree build s | index build s | index memory / raw | per-category q/s | full scan q/s |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['items']:,} | {r['tree_build_s']:.1f} | {r['index_build_s']:.2f} | {r['index_over_raw']:.2f} "
+            f"| {r['per_category_qps']:.0f} | {r['full_scan_qps']:.0f} |"
+        )
+    lines.append("")
+    lines.append("Per-category: 10 random leaves per query (top 50 each, merged); full scan: top 50 of the library.")
+    return "\n".join(lines) + "\n"
+
+
 def main(folders: list[str]) -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     if START not in text or END not in text:
         print(f"README.md has no {START} ... {END} block", file=sys.stderr)
         return 2
-    body = "\n".join(block(Path(f)) for f in folders)
+    body = "\n".join(scale_block(Path(f)) if f.endswith(".json") else block(Path(f)) for f in folders)
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     readme.write_text(head + START + "\n" + body + END + tail)

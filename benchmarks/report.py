@@ -86,7 +86,7 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
     datasets = sorted({k.split("/")[0] for k in agg})
     for dataset in datasets:
         models = {k.split("/", 1)[1]: v for k, v in agg.items() if k.startswith(dataset + "/")}
-        lines.append(f"### {dataset} ({device}, test split, leave-one-out, full ranking; mean ± std over seeds)")
+        lines.append(f"**{dataset}** ({device}, test split, leave-one-out, full ranking; mean ± std over seeds)")
         lines.append("")
         header = ["model", "seeds"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in METRICS]
         header += ["epochs", "s/epoch", "s to best valid", "train s"]
