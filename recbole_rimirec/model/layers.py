@@ -81,7 +81,7 @@ class CapsuleRouting(nn.Module):
         if self.bilinear is not None:
             hat = self.bilinear(item_emb).unsqueeze(1).expand(B, K, L, d)  # [B, K, L, d]
         else:
-            hat = (self.weights[:, :L] * item_emb.unsqueeze(2)).sum(-1)  # [B, L, K*d]
+            hat = torch.einsum("lod,bld->blo", self.weights[0, :L], item_emb)  # [B, L, K*d], one matmul per position
             hat = hat.view(B, L, K, d).transpose(1, 2)  # [B, K, L, d]
         hat_iter = hat.detach()
         if self.random_init and self.training:
