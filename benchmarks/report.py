@@ -168,18 +168,27 @@ def plots(rows: list[dict], agg: dict, folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / f"metrics_{dataset}.png", dpi=110)
         plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    models = sorted({r["model"] for r in rows})
+    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
+    markers = {d: "os^Dv"[i % 5] for i, d in enumerate(datasets)}
     for dataset in datasets:
-        for r in rows:
-            if r["dataset"] == dataset:
-                ax.scatter(r["train_s"], r["ndcg@10"], s=18)
-        for m in {r["model"] for r in rows if r["dataset"] == dataset}:
-            a = agg[f"{dataset}/{m}"]
-            ax.annotate(f"{m} ({dataset})", (a["train_s"]["mean"], a["ndcg@10"]["mean"]), fontsize=7)
+        for m in models:
+            mine = [r for r in rows if r["dataset"] == dataset and r["model"] == m]
+            if mine:
+                ax.scatter(
+                    [r["train_s"] for r in mine],
+                    [r["ndcg@10"] for r in mine],
+                    s=22,
+                    color=colors[m],
+                    marker=markers[dataset],
+                    label=f"{m} ({dataset})",
+                )
+    ax.legend(fontsize=7, loc="best")
     ax.set_xscale("log")
     ax.set_xlabel("training time to early stop (s, log)")
     ax.set_ylabel("test NDCG@10")
-    ax.set_title("training time vs NDCG@10")
+    ax.set_title("training time vs test NDCG@10 (one point per seed)")
     fig.tight_layout()
     fig.savefig(folder / "time_vs_ndcg.png", dpi=110)
     plt.close(fig)
