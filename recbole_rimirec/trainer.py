@@ -11,6 +11,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
+from recbole_rimirec.retrieval.merge import dense_scores
 
 
 def gather_rows(rows: torch.Tensor, indices: list[int]) -> torch.Tensor:
@@ -270,8 +271,6 @@ class RetrievalTrainer(Trainer):
     def _full_sort_batch_eval(self, batched_data):
         if not self.use_retrieval:
             return super()._full_sort_batch_eval(batched_data)
-        from recbole_rimirec.retrieval.merge import dense_scores
-
         interaction, _, positive_u, positive_i = batched_data
         interaction = interaction.to(self.device)
         start = perf_counter()

@@ -177,12 +177,9 @@ class RimiRec(SequentialRecommender):
             budget = max(1, round(self.budget * int(self.tree.size[0])))
             selected = select_frontier(log_p, self.tree, budget, self.max_nodes)  # [B, N]
         user, node = selected.nonzero(as_tuple=True)  # [M] pairs
-        if self.score == "global":
-            u = h[user]
-            s, ids = self.index.search(u, node, k)
-        else:
-            u = self.tower.user(h[user], node)  # [M, H]
-            s, ids = self.index.search(u, node, k)
+        u = h[user] if self.score == "global" else self.tower.user(h[user], node)  # [M, H]
+        s, ids = self.index.search(u, node, k)
+        if self.score == "factorized":
             if self.backend == "exact":
                 log_z = self.tower.log_normalizer(u, node, self.item_embedding.weight)
             else:  # Faiss returns the top k only: the normaliser is estimated from them
