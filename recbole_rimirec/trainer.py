@@ -11,6 +11,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
+from recbole_rimirec.data.loaders import trim_padding
 from recbole_rimirec.retrieval.merge import dense_scores
 
 
@@ -103,6 +104,18 @@ class SafeCheckpointMixin:
         self.epoch_seconds.append(perf_counter() - start)
         self.epochs_done = epoch_idx + 1
         return loss
+
+    def _trimmed(self, batched_data):
+        """Cuts an evaluation batch's history to its longest sequence for models that declare
+        ``trims_padding`` (their outputs at real positions do not depend on trailing padding)."""
+        model = self.model
+        if not getattr(model, "trims_padding", False):
+            return batched_data
+        interaction, *rest = batched_data
+        return (trim_padding(interaction, [model.ITEM_SEQ], model.ITEM_SEQ_LEN), *rest)
+
+    def _full_sort_batch_eval(self, batched_data):
+        return super()._full_sort_batch_eval(self._trimmed(batched_data))
 
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
@@ -271,7 +284,7 @@ class RetrievalTrainer(Trainer):
     def _full_sort_batch_eval(self, batched_data):
         if not self.use_retrieval:
             return super()._full_sort_batch_eval(batched_data)
-        interaction, _, positive_u, positive_i = batched_data
+        interaction, _, positive_u, positive_i = self._trimmed(batched_data)
         interaction = interaction.to(self.device)
         start = perf_counter()
         top_s, top_i, searched_nodes, searched_items = self.model.retrieve(interaction, self.retrieve_k)

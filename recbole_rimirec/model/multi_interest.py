@@ -54,6 +54,7 @@ class MultiInterestRecommender(SequentialRecommender):
 
     input_type = InputType.POINTWISE
     train_modes = ("prefixes", "random_cut")
+    trims_padding = True  # masked pooling: trailing padding changes nothing
     trainer_class = RetrievalTrainer
 
     def __init__(self, config, dataset):

@@ -45,6 +45,7 @@ class RimiRec(SequentialRecommender):
 
     dataset_class = TreeDataset
     train_modes = ("all_positions", "prefixes", "random_cut")
+    trims_padding = True  # causal encoder: trailing padding changes no real position
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -26,6 +26,7 @@ class SASRecAllPos(SASRec):
     """
 
     train_modes = ("all_positions", "prefixes", "random_cut")
+    trims_padding = True  # outputs at real positions ignore trailing padding (see trainer._trimmed)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -56,6 +56,10 @@ class NodeConditionedTower(nn.Module):
     def loss(self, h: torch.Tensor, target: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
         """Exact softmax over the items of each of the target's ancestors, averaged over levels.
 
+        Positions are grouped by the target's top-level node: every deeper ancestor lies inside
+        it, and its items are one contiguous range of the tree's permutation, so each group
+        scores only that range (about ``1 / branching`` of the library) instead of every item.
+
         Args:
             h: [P, H] sequence states.
             target: [P] target item ids.
@@ -64,17 +68,31 @@ class NodeConditionedTower(nn.Module):
         Returns:
             torch.Tensor: the mean loss over (position, level) pairs.
         """
-        codes = self.tree.codes[target]  # [P, D] ancestors below the root
+        tree = self.tree
+        codes = tree.codes[target]  # [P, D] ancestors below the root
+        top, order = torch.sort(codes[:, 0])
+        nodes, counts = torch.unique_consecutive(top, return_counts=True)
         total, count = h.new_zeros(()), 0
-        for level in range(codes.shape[1]):
-            rows = (codes[:, level] > 0).nonzero().squeeze(1)
-            if len(rows) == 0:
+        for node, rows in zip(nodes.tolist(), torch.split(order, counts.tolist()), strict=True):
+            if node == 0:  # targets without a code (never for real items)
                 continue
-            node = codes[rows, level]
-            logits = self.user(h[rows], node) @ item_weight.T  # [R, n_items]
-            logits = logits.masked_fill(~self.tree.in_node(node), float("-inf"))
-            total = total + F.cross_entropy(logits, target[rows], reduction="sum")
-            count += len(rows)
+            lo, hi = int(tree.lo[node]), int(tree.hi[node])
+            items = tree.perm[lo:hi]  # [S] the node's items
+            column = tree.pos[target[rows]] - lo  # [R] the target's column among them
+            h_rows, v = h[rows], item_weight[items]  # [R, H], [S, H]
+            for level in range(codes.shape[1]):
+                node_at = codes[rows, level]  # [R]
+                keep = node_at > 0
+                if not bool(keep.any()):
+                    break
+                r, n = keep.nonzero().squeeze(1), node_at[keep]
+                logits = self.user(h_rows[r], n) @ v.T  # [R', S]
+                if level > 0:  # within the deeper ancestor: its items are a sub-range of the columns
+                    col = torch.arange(hi - lo, device=h.device)[None, :]
+                    inside = (col >= (tree.lo[n] - lo)[:, None]) & (col < (tree.hi[n] - lo)[:, None])
+                    logits = logits.masked_fill(~inside, float("-inf"))
+                total = total + F.cross_entropy(logits, column[r], reduction="sum")
+                count += len(r)
         return total / max(count, 1)
 
     def log_normalizer(self, u: torch.Tensor, nodes: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
