@@ -43,11 +43,18 @@ def _check_pandas() -> None:
         )
 
 
-def _quiet_pandas_chained_fillna() -> None:
+def _quiet_known_deprecations() -> None:
     import warnings
 
-    # RecBole's chained fillna(inplace=True) still works on pandas 2.x but warns on every load.
-    warnings.filterwarnings("ignore", message=".*inplace method.*", category=FutureWarning)
+    # Deprecations inside RecBole 1.2.1 that still work on the pinned stack but print on every
+    # run: chained fillna(inplace=True) and Series.agg(len) (pandas 2.x), and
+    # torch.cuda.amp.GradScaler (torch 2.x). Each filter matches only that message.
+    for message in (
+        ".*inplace method.*",
+        r"using <built-in function len> in Series\.agg.*",
+        r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated.*",
+    ):
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
 
 
 def _anomaly_off() -> None:
@@ -67,5 +74,5 @@ def apply() -> None:
     """
     _numpy_aliases()
     _check_pandas()
-    _quiet_pandas_chained_fillna()
+    _quiet_known_deprecations()
     _anomaly_off()

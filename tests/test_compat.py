@@ -35,3 +35,15 @@ def test_importing_the_package_changes_nothing_global():
         "assert 'recbole.model.sequential_recommender.sine' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_run_prints_none_of_recboles_known_deprecations(tiny):
+    import warnings
+
+    from recbole_rimirec.quick_start import run
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run("SASRecAllPos", "tiny", config_dict={**tiny, "epochs": 1})
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert not [m for m in messages if "Series.agg" in m or "GradScaler" in m or "inplace method" in m], messages
