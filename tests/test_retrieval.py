@@ -1,16 +1,20 @@
 """Retrieval pieces on plain tensors: Faiss vs exact, merging, and the -inf rule for missed targets."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recbole_rimirec.retrieval import index as index_module
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.merge import dense_scores, group_by_user, merge_topk
 from recbole_rimirec.tree.itemtree import build_tree
 
 
-def test_faiss_and_exact_give_the_same_top_n():
+@pytest.mark.parametrize("blas_work", [0, 200, 1 << 40])  # every node by BLAS, a mix, every node by the IVF scan
+def test_faiss_and_exact_give_the_same_top_n(blas_work, monkeypatch):
+    monkeypatch.setattr(index_module, "BLAS_WORK", blas_work)
     rng = np.random.default_rng(0)
     n_items, d = 500, 16
     tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 6, 30, 3, seed=0)

@@ -1,10 +1,15 @@
 """Top-k inner-product search inside one tree node's sub-library, with Faiss or exactly.
 
 Items are stored in tree order (``perm``), so a node's sub-library is the contiguous range
-``[lo, hi)``. The Faiss backend keeps one ``IndexFlatIP`` and restricts each search with
-``IDSelectorRange``, which slices the database and keeps the BLAS path; queries for the same
-node are searched together. The exact backend does the same with torch matmul on slices, to
-check Faiss against and to run on GPU.
+``[lo, hi)``. The node ranges cut the permutation into elementary segments (the leaves, for a
+tree); every node is a run of consecutive segments. The Faiss backend is one ``IndexIVFFlat``
+with one inverted list per segment, filled with precomputed assignments, and answers every
+(query, node) pair in a single ``search_preassigned`` call that probes exactly the node's
+lists: an exact scan of the node's items, parallel in C++, with no Python loop over nodes.
+Nodes with many queries over many items (``m * size >= BLAS_WORK``) are scored instead by one
+matrix product over the node's lists, read in place from the index (a scan is slower than BLAS
+there); both give the exact top-k of the same items. The exact backend scores the same
+ranges with torch matmul (to check Faiss against, and to run on GPU).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import numpy as np
 import torch
 
 BACKENDS = ("faiss", "exact")
+BLAS_WORK = 1 << 15  # (queries x items) of one node above which a matrix product beats the IVF scan
 
 
 def import_faiss():
@@ -48,12 +54,34 @@ class NodeIndex:
         self.hi = torch.as_tensor(hi, dtype=torch.long).cpu().numpy()
         ordered = item_vectors.detach()[self.perm].float().contiguous()  # [n_items - 1, d] tree order
         if backend == "faiss":
-            faiss = self.faiss = import_faiss()
-            self.index = faiss.IndexFlatIP(ordered.shape[1])
-            self.index.add(ordered.cpu().numpy())  # Faiss keeps its own copy; ours is dropped
             self.vectors = None
+            self._build_ivf(ordered.cpu().numpy())
         else:
             self.vectors = ordered
+
+    def _build_ivf(self, ordered: np.ndarray) -> None:
+        """One inverted list per elementary segment of the node ranges; ids are item ids."""
+        faiss = self.faiss = import_faiss()
+        n, d = ordered.shape
+        bounds = np.unique(np.r_[0, n, self.lo, self.hi])  # [S + 1] segment boundaries
+        self.first_list = np.searchsorted(bounds, self.lo)  # [N] each node's lists: [first, last)
+        self.last_list = np.searchsorted(bounds, self.hi)
+        nlist = len(bounds) - 1
+        list_of = np.searchsorted(bounds, np.arange(n), side="right") - 1  # [n] segment of each position
+        self.quantizer = faiss.IndexFlatIP(d)  # never searched: assignments are given
+        self.quantizer.add(np.zeros((nlist, d), dtype=np.float32))
+        self.index = faiss.IndexIVFFlat(self.quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ids = self.perm.cpu().numpy().astype(np.int64)
+        x = np.ascontiguousarray(ordered, dtype=np.float32)
+        assign = np.ascontiguousarray(list_of, dtype=np.int64)
+        self.index.add_core(n, faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+        invlists = self.index.invlists
+        self._codes, self._ids = [], []  # per list, views of the index's own storage (no copy)
+        for key in range(nlist):
+            size = invlists.list_size(key)
+            codes = faiss.rev_swig_ptr(invlists.get_codes(key), size * d * 4).view(np.float32)
+            self._codes.append(codes.reshape(size, d))
+            self._ids.append(faiss.rev_swig_ptr(invlists.get_ids(key), size).view(np.int64))
 
     def search(self, queries: torch.Tensor, nodes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Searches each query inside its node.
@@ -71,32 +99,48 @@ class NodeIndex:
         ids = torch.full((M, k), -1, dtype=torch.long, device=queries.device)
         if M == 0:
             return scores, ids
+        if self.backend == "faiss":
+            return self._search_ivf(queries, nodes.cpu().numpy(), k)
         node_np = nodes.cpu().numpy()
         order = np.argsort(node_np, kind="stable")
         bounds = np.flatnonzero(np.r_[True, node_np[order][1:] != node_np[order][:-1], True])
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
             rows = torch.as_tensor(order[start:end], device=queries.device)
             node = int(node_np[order[start]])
-            s, pos = self._search_range(queries[rows], int(self.lo[node]), int(self.hi[node]), k)
-            found = pos >= 0
-            scores[rows, : s.shape[1]] = torch.where(found, s, torch.full_like(s, float("-inf")))
-            ids[rows, : s.shape[1]] = torch.where(found, self.perm[pos.clamp(min=0)], torch.full_like(pos, -1))
+            lo, hi = int(self.lo[node]), int(self.hi[node])
+            s = queries[rows].float() @ self.vectors[lo:hi].T  # [m, hi - lo]
+            top = s.topk(min(k, hi - lo), dim=1)
+            scores[rows, : top.values.shape[1]] = top.values
+            ids[rows, : top.values.shape[1]] = self.perm[top.indices + lo]
         return scores, ids
 
-    def _search_range(self, q: torch.Tensor, lo: int, hi: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k of q over tree positions [lo, hi): (scores, positions) with position -1 for none."""
-        if self.backend == "exact":
-            s = q.float() @ self.vectors[lo:hi].T  # [m, hi - lo]
-            top = s.topk(min(k, hi - lo), dim=1)
-            return top.values, top.indices + lo
-        faiss = self.faiss
-        params = faiss.SearchParameters(sel=faiss.IDSelectorRange(lo, hi))
-        x = np.ascontiguousarray(q.detach().float().cpu().numpy())
-        threshold = faiss.cvar.distance_compute_blas_threshold
-        faiss.cvar.distance_compute_blas_threshold = 1  # small batches: BLAS is still faster than the scalar scan
-        try:
-            dist, label = self.index.search(x, min(k, hi - lo), params=params)
-        finally:
-            faiss.cvar.distance_compute_blas_threshold = threshold
-        dist, label = torch.from_numpy(dist).to(q.device), torch.from_numpy(label).to(q.device)
-        return dist, label  # Faiss pads missing results with label -1 and a huge negative distance
+    def _search_ivf(self, queries: torch.Tensor, nodes: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scans small work in one ``search_preassigned`` call; large per-node work by BLAS."""
+        x = np.ascontiguousarray(queries.detach().float().cpu().numpy())  # [M, d]
+        M = len(x)
+        dist = np.full((M, k), -np.inf, dtype=np.float32)
+        label = np.full((M, k), -1, dtype=np.int64)
+        uniq, inverse, counts = np.unique(nodes, return_inverse=True, return_counts=True)
+        sizes = self.hi[uniq] - self.lo[uniq]
+        dense = counts * sizes >= BLAS_WORK  # [U] nodes scored by a matrix product
+        for u in np.flatnonzero(dense):
+            rows = np.flatnonzero(inverse == u)
+            first, last = self.first_list[uniq[u]], self.last_list[uniq[u]]
+            vec = self._codes[first] if last - first == 1 else np.concatenate(self._codes[first:last])
+            item = self._ids[first] if last - first == 1 else np.concatenate(self._ids[first:last])
+            s = torch.from_numpy(x[rows]) @ torch.from_numpy(vec).T  # [m, size]
+            top = s.topk(min(k, len(item)), dim=1)
+            dist[rows, : top.values.shape[1]] = top.values.numpy()
+            label[rows, : top.values.shape[1]] = item[top.indices.numpy()]
+        rows = np.flatnonzero(~dense[inverse])
+        if len(rows):
+            node = nodes[rows]
+            first, count = self.first_list[node], self.last_list[node] - self.first_list[node]  # [m]
+            nprobe = int(count.max())
+            probe = np.arange(nprobe)[None, :]
+            lists = np.where(probe < count[:, None], first[:, None] + probe, -1)  # [m, nprobe]; -1 is skipped
+            self.index.nprobe = nprobe
+            d_, l_ = self.index.search_preassigned(x[rows], k, lists, None)
+            dist[rows], label[rows] = np.where(l_ >= 0, d_, -np.inf), l_
+        device = queries.device
+        return torch.from_numpy(dist).to(device), torch.from_numpy(label).to(device)
