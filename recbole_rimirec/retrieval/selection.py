@@ -2,8 +2,10 @@
 
 Best-first frontier with early stopping: start from the root; repeatedly take the frontier
 node with the most probability mass P(node | user); if its items fit in what is left of the
-library budget (or it is a leaf), emit it as it is, at whatever level it sits; otherwise replace
-it by its children. Stop when the emitted nodes cover the budget or reach ``max_nodes``.
+library budget, emit it as it is, at whatever level it sits; otherwise replace it by its
+children (a leaf that does not fit is dropped; a user's first node is always emitted). Stop
+when the frontier is empty, the budget is covered or ``max_nodes`` are emitted. The budget is
+an upper bound: only a user whose single most likely leaf exceeds it scores more.
 Emitted nodes are disjoint (never nested) and every one is a real node of the tree.
 Plain functions on tensors, batched over users.
 """
@@ -21,8 +23,8 @@ def select_frontier(log_probs: torch.Tensor, tree: TreeTensors, budget_items: in
     Args:
         log_probs: [B, N] log P(node | user).
         tree: the tree's tensors.
-        budget_items: items the selected nodes may cover; a leaf is still taken while the user is
-            under budget, so the cover can exceed it by less than one leaf.
+        budget_items: the most items the selected nodes cover (one node larger than the budget
+            is emitted only as a user's first node).
         max_nodes: the most nodes per user.
 
     Returns:
@@ -44,12 +46,14 @@ def select_frontier(log_probs: torch.Tensor, tree: TreeTensors, budget_items: in
             return selected
         best = log_probs[rows].masked_fill(~frontier[rows], float("-inf")).argmax(1)  # [R]
         frontier[rows, best] = False
-        take = (tree.size[best] <= budget_items - used[rows]) | tree.is_leaf[best]
+        leaf = tree.is_leaf[best]
+        take = (tree.size[best] <= budget_items - used[rows]) | (leaf & (count[rows] == 0))
         took, node = rows[take], best[take]
         selected[took, node] = True
         used[took] += tree.size[node]
         count[took] += 1
-        grow, parent = rows[~take], best[~take]
+        expand = ~take & ~leaf  # a leaf that does not fit is dropped
+        grow, parent = rows[expand], best[expand]
         kids = (node_ids[None, :] >= tree.child_lo[parent][:, None]) & (
             node_ids[None, :] < tree.child_hi[parent][:, None]
         )
