@@ -95,11 +95,18 @@ def main(argv=None) -> int:
             return 2
         result["config"] = {k: v for k, v in config.items() if k != "checkpoint_dir"}
         result["device"] = "cuda" if _cuda() else "cpu"
+        result["torch_threads"] = _threads()
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result) + "\n")
         os.replace(tmp, path)
     write_report(out)
     return 0
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _cuda() -> bool:
