@@ -22,10 +22,10 @@ from recbole.utils import FeatureSource, FeatureType
 from recbole_rimirec.data.loaders import train_sequences
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.tree.itemtree import ItemTree, build_tree, token_digest
-from recbole_rimirec.tree.vectors import ppmi_svd_vectors, pretrained_vectors
+from recbole_rimirec.tree.vectors import normalize_rows, ppmi_svd_vectors, pretrained_vectors, token_feature_vectors
 
 CODE_FIELD = "tree_code"
-VECTOR_SOURCES = ("cooccurrence", "pretrained")
+VECTOR_SOURCES = ("cooccurrence", "pretrained", "features", "cooccurrence+features")
 
 
 def tree_settings(config) -> dict:
@@ -44,6 +44,7 @@ def tree_settings(config) -> dict:
         "vectors": config["tree_vectors"] or "cooccurrence",
         "vector_dim": config["tree_vector_dim"] or 64,
         "vectors_file": config["tree_vectors_file"],
+        "feature_fields": config["tree_feature_fields"],
         "seed": config["seed"],
     }
     for key in ("branching", "leaf_size", "max_depth"):
@@ -60,7 +61,8 @@ class TreeDataset(SequentialDataset):
     """A ``SequentialDataset`` whose ``build()`` also builds (or loads) the item tree.
 
     Config keys: ``tree_branching``, ``tree_leaf_size``, ``tree_max_depth``, ``tree_vectors``
-    (``cooccurrence`` | ``pretrained``), ``tree_vector_dim``, ``tree_vectors_file``, ``tree_file``
+    (``cooccurrence`` | ``pretrained`` | ``features`` | ``cooccurrence+features``),
+    ``tree_vector_dim``, ``tree_vectors_file``, ``tree_feature_fields``, ``tree_file``
     (load the tree from this ``.npz`` if it exists, else build and save it there).
 
     Attributes:
@@ -84,6 +86,8 @@ class TreeDataset(SequentialDataset):
         tokens = self.field2id_token[self.iid_field]
         expected = {k: settings[k] for k in ("branching", "leaf_size", "max_depth", "vectors", "vector_dim", "seed")}
         expected["vectors_file"] = os.path.basename(settings["vectors_file"]) if settings["vectors_file"] else None
+        if "features" in settings["vectors"]:
+            expected["feature_fields"] = self._feature_fields(settings["feature_fields"])
         expected["items"] = token_digest(tokens)
         path = self.config["tree_file"]
         if path and os.path.isfile(path):
@@ -104,11 +108,17 @@ class TreeDataset(SequentialDataset):
         order = np.r_[0, 1 + np.argsort(tokens[1:].astype(str), kind="stable")]  # canonical id -> RecBole id
         to_canonical = np.empty_like(order)
         to_canonical[order] = np.arange(len(order))
+        dim, seed = settings["vector_dim"], settings["seed"]
         if settings["vectors"] == "pretrained":
             vectors = pretrained_vectors(settings["vectors_file"], tokens)[order]
         else:
-            flat_c = to_canonical[flat]
-            vectors = ppmi_svd_vectors(flat_c, offsets, len(tokens), settings["vector_dim"], seed=settings["seed"])
+            parts = []
+            if "cooccurrence" in settings["vectors"]:
+                parts.append(ppmi_svd_vectors(to_canonical[flat], offsets, len(tokens), dim, seed=seed))
+            if "features" in settings["vectors"]:
+                columns = [self._feature_column(f)[order] for f in expected["feature_fields"]]
+                parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))
+            vectors = normalize_rows(np.concatenate(parts, axis=1))  # each part unit length, equal weight
         tree = build_tree(
             vectors, settings["branching"], settings["leaf_size"], settings["max_depth"], settings["seed"], expected
         )
@@ -117,6 +127,31 @@ class TreeDataset(SequentialDataset):
             tree.save(path)
             self.logger.info(f"item tree saved to {path}")
         return tree
+
+    def _feature_fields(self, fields) -> list[str]:
+        """The item token fields the feature vectors read (``tree_feature_fields``, else all)."""
+        usable = [
+            f
+            for f in (self.item_feat.columns if self.item_feat is not None else [])
+            if f != self.iid_field and self.field2type[f] in (FeatureType.TOKEN, FeatureType.TOKEN_SEQ)
+        ]
+        if fields is None:
+            fields = usable
+        fields = [fields] if isinstance(fields, str) else list(fields)
+        unknown = [f for f in fields if f not in usable]
+        if unknown or not fields:
+            raise ConfigError(
+                f"tree_feature_fields {unknown or fields} are not token item features of '{self.dataset_name}' "
+                f"(load them with load_col; token item features here: {usable or 'none'})"
+            )
+        return fields
+
+    def _feature_column(self, field: str) -> np.ndarray:
+        """[n_items, w] token ids of an item feature by item id (0 where an item has none)."""
+        values = self.item_feat[field].numpy().reshape(len(self.item_feat), -1)
+        out = np.zeros((self.item_num, values.shape[1]), dtype=np.int64)
+        out[self.item_feat[self.iid_field].numpy()] = values
+        return out
 
     def _attach_codes(self, codes: np.ndarray) -> None:
         depth = codes.shape[1]

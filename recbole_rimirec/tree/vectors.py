@@ -2,7 +2,8 @@
 
 Default: collaborative vectors, a truncated SVD of the PPMI item-item co-occurrence matrix,
 where two items co-occur once per user whose training sequence holds both (never once per
-RecBole prefix row). Alternatives: a pretrained file keyed by raw item token.
+RecBole prefix row). Alternatives: a pretrained file keyed by raw item token, or the items'
+token features (TF-IDF + SVD), alone or beside the co-occurrence vectors.
 """
 
 from __future__ import annotations
@@ -50,6 +51,46 @@ def ppmi_svd_vectors(flat: np.ndarray, offsets: np.ndarray, n_items: int, dim: i
     u, s, _ = svds(ppmi, k=k, v0=rng.standard_normal(min(ppmi.shape)))
     emb = u * np.sqrt(s)[None, :]
     vectors[:, :k] = emb.astype(np.float32)
+    vectors[np.diff(ppmi.indptr) == 0] = 0  # no co-occurrence: exactly zero, not SVD round-off
+    return normalize_rows(vectors)
+
+
+def token_feature_vectors(columns: list[np.ndarray], n_items: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Item vectors from categorical item features: TF-IDF over the items' tokens, then SVD.
+
+    Args:
+        columns: one [n_items, w] int array per feature field (RecBole's remapped token ids by
+            item id; 0 is padding; ``token`` fields have w = 1).
+        n_items: item id space size.
+        dim: vector size (clipped to what the data supports).
+        seed: seed of the SVD's start vector.
+
+    Returns:
+        np.ndarray: [n_items, dim] float32, L2-normalised; items without tokens get zero rows.
+    """
+    rows, cols, base = [], [], 0
+    for col in columns:
+        col = np.asarray(col).reshape(n_items, -1)
+        r, c = np.nonzero(col)
+        rows.append(r)
+        cols.append(base + col[r, c])
+        base += int(col.max(initial=0)) + 1
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    keep = r > 0  # the padding item has no features
+    x = sp.csr_matrix((np.ones(keep.sum()), (r[keep], c[keep])), shape=(n_items, max(base, 1)))
+    x.data[:] = 1.0  # a token counts once per item
+    df = np.asarray((x > 0).sum(axis=0)).ravel()
+    idf = np.log((n_items - 1) / np.maximum(df, 1))
+    x = (x @ sp.diags(idf)).tocsr()
+    x.eliminate_zeros()
+    vectors = np.zeros((n_items, dim), dtype=np.float32)
+    k = min(dim, min(x.shape) - 1)
+    if x.nnz == 0 or k < 1:
+        return vectors
+    rng = np.random.default_rng(seed)
+    u, s, _ = svds(x, k=k, v0=rng.standard_normal(min(x.shape)))
+    vectors[:, :k] = (u * s[None, :]).astype(np.float32)
+    vectors[np.diff(x.indptr) == 0] = 0  # no tokens: exactly zero, not SVD round-off
     return normalize_rows(vectors)
 
 
