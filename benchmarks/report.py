@@ -43,7 +43,7 @@ def flat_row(run: dict) -> dict:
     for m in METRICS:
         row[m] = run["test_result"].get(m)
     row["valid_ndcg@10"] = (run.get("best_valid_result") or {}).get("ndcg@10")
-    for key in ("nodes_per_user", "library_fraction", "retrieval_ms_per_user"):
+    for key in ("nodes_per_user", "library_fraction", "retrieval_ms_per_user", "torch_threads"):
         row[key] = run.get(key)
     return row
 
@@ -72,7 +72,8 @@ def aggregate(rows: list[dict]) -> dict:
     out = {}
     for (dataset, model), rs in groups.items():
         entry = {"seeds": len(rs), "time_capped": any(r["time_capped"] for r in rs)}
-        keys = ["s_per_epoch", "train_s", "time_to_best_s", "epochs", "library_fraction", "retrieval_ms_per_user"]
+        keys = ["s_per_epoch", "train_s", "time_to_best_s", "epochs", "eval_s", "library_fraction"]
+        keys += ["retrieval_ms_per_user", "torch_threads"]
         for key in METRICS + keys:
             vals = [r[key] for r in rs if r.get(key) is not None]
             if vals:
@@ -113,6 +114,7 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
                 cells.append(fmt.format(v[key]["mean"]) if key in v else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += speed_table(models)
         for name, c in comparisons.items():
             if name.startswith(dataset + "/"):
                 lines.append(
@@ -122,6 +124,42 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
         lines.append("")
     lines.append("Recall@K equals Hit@K under leave-one-out (one target per user). Time-capped runs are never best.")
     return "\n".join(lines) + "\n"
+
+
+def speed_table(models: dict) -> list[str]:
+    """Cost beside the SASRec of the same run: time per epoch, test evaluation, library scored.
+
+    Args:
+        models: aggregated entries of one data set, by model name.
+
+    Returns:
+        list[str]: Markdown lines (empty when no SASRec is in the run).
+    """
+    ref_name = next((m for m in ("SASRecAllPos", "SASRec") if m in models), None)
+    if ref_name is None:
+        return []
+    ref = models[ref_name]
+    lines = [
+        f"Cost relative to {ref_name} in the same run (test evaluation: the whole test split through "
+        "RecBole's evaluation, full ranking or the model's retrieval):",
+        "",
+        f"| model | s/epoch | x {ref_name} | test eval s | x {ref_name} | library scored | retrieval ms/user |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def ratio(v: dict, key: str) -> str:
+        if key not in v or key not in ref or not ref[key]["mean"]:
+            return ""
+        return f"{v[key]['mean'] / ref[key]['mean']:.2f}"
+
+    for model, v in sorted(models.items(), key=lambda kv: kv[1].get("s_per_epoch", {"mean": 0})["mean"]):
+        lib = f"{v['library_fraction']['mean']:.1%}" if "library_fraction" in v else "100%"
+        ms = f"{v['retrieval_ms_per_user']['mean']:.2f}" if "retrieval_ms_per_user" in v else ""
+        epoch = f"{v['s_per_epoch']['mean']:.2f}" if "s_per_epoch" in v else ""
+        ev = f"{v['eval_s']['mean']:.1f}" if "eval_s" in v else ""
+        lines.append(f"| {model} | {epoch} | {ratio(v, 's_per_epoch')} | {ev} | {ratio(v, 'eval_s')} | {lib} | {ms} |")
+    lines.append("")
+    return lines
 
 
 def comparisons_of(runs: list[dict]) -> dict:
