@@ -45,8 +45,9 @@ def run(
     Returns:
         dict: ``model``, ``dataset``, ``seed``, ``best_valid_result``, ``test_result``, ``timings``
         (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
-        training seconds up to the best validation), ``checkpoint``, ``last_checkpoint``, ``time_capped``,
-        ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk),
+        training seconds up to the best validation, ``valid_curve``: the valid score after each
+        validation with the epochs and training seconds behind it), ``checkpoint``, ``last_checkpoint``,
+        ``time_capped``, ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk),
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
@@ -101,6 +102,7 @@ def run(
             "eval_s": eval_s,
             "best_epoch": best_epoch,
             "time_to_best_s": sum(trainer.epoch_seconds[: best_epoch + 1]) if best_epoch is not None else None,
+            "valid_curve": list(trainer.valid_curve),
         },
         "checkpoint": trainer.saved_model_file if saved else None,
         "last_checkpoint": trainer.last_checkpoint_file if saved else None,

@@ -70,6 +70,7 @@ class SafeCheckpointMixin:
             self.saved_model_file = names[0]
         self._eval_indices: list[int] | None = None
         self.epoch_seconds: list[float] = []
+        self.valid_curve: list[dict] = []  # per validation: epochs done, training seconds so far, valid score
         self.time_budget = config["time_budget_s"]
         self._fit_start: float | None = None
         self.last_ranks: torch.Tensor | None = None
@@ -104,6 +105,13 @@ class SafeCheckpointMixin:
         self.epoch_seconds.append(perf_counter() - start)
         self.epochs_done = epoch_idx + 1
         return loss
+
+    def _valid_epoch(self, valid_data, *args, **kwargs):
+        valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
+        self.valid_curve.append(
+            {"epochs": self.epochs_done, "train_s": sum(self.epoch_seconds), "valid_score": float(valid_score)}
+        )
+        return valid_score, valid_result
 
     def _trimmed(self, batched_data):
         """Cuts an evaluation batch's history to its longest sequence for models that declare

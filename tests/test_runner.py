@@ -21,6 +21,9 @@ def test_run_reports_and_checkpoint_loads_weights_only(tiny):
     assert result["timings"]["epochs"] == 2 and len(result["timings"]["epoch_s"]) == 2
     assert 0 <= result["timings"]["best_epoch"] <= 1
     assert result["timings"]["time_to_best_s"] <= sum(result["timings"]["epoch_s"])
+    curve = result["timings"]["valid_curve"]
+    assert [c["epochs"] for c in curve] == [1, 2]
+    assert max(c["valid_score"] for c in curve) == pytest.approx(result["best_valid_result"]["ndcg@10"])
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
     checkpoint = torch.load(result["checkpoint"], weights_only=True)
     assert checkpoint["config"]["model"] == "SASRecAllPos"
