@@ -75,7 +75,11 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restores what :func:`rng_state` saved."""
+    """Restores what :func:`rng_state` saved.
+
+    Args:
+        state: the dict :func:`rng_state` returned (torch, numpy and python generator states).
+    """
     import random
 
     torch.set_rng_state(state["torch"])
@@ -86,7 +90,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def loader_state(train_data) -> dict:
-    """The train loader's shuffling generator, and the plugin loaders' own sampler, as plain data."""
+    """The train loader's shuffling generator, and the plugin loaders' own sampler, as plain data.
+
+    Args:
+        train_data: a RecBole train loader (or a plugin loader with a numpy ``_rng``).
+
+    Returns:
+        dict: ``generator`` (torch state) and, for plugin loaders, ``numpy_bit_generator``.
+    """
     state = {"generator": train_data.generator.get_state()}
     rng = getattr(train_data, "_rng", None)
     if rng is not None:
@@ -95,7 +106,12 @@ def loader_state(train_data) -> dict:
 
 
 def set_loader_state(train_data, state: dict) -> None:
-    """Restores what :func:`loader_state` saved."""
+    """Restores what :func:`loader_state` saved.
+
+    Args:
+        train_data: the train loader to restore.
+        state: the dict :func:`loader_state` returned.
+    """
     train_data.generator.set_state(state["generator"])
     if "numpy_bit_generator" in state:
         train_data._rng.bit_generator.state = state["numpy_bit_generator"]

@@ -17,7 +17,14 @@ from recbole_rimirec.data.sequences import all_position_windows, random_cuts, se
 
 
 def targets_field(dataset) -> str:
-    """Name of the per-position target field in all-positions rows (``item_id_targets``)."""
+    """Name of the per-position target field in all-positions rows.
+
+    Args:
+        dataset: a RecBole dataset.
+
+    Returns:
+        str: the item id field name + ``_targets`` (``item_id_targets``).
+    """
     return dataset.iid_field + "_targets"
 
 
@@ -61,7 +68,15 @@ def trim_padding(batch: Interaction, list_fields: list[str], length_field: str) 
 
 
 def with_prefix_rows(dataset, rows: Interaction):
-    """A copy of the train split holding ``rows``; the original prefix rows stay as ``prefix_rows``."""
+    """A copy of the train split holding ``rows``; the original prefix rows stay as ``prefix_rows``.
+
+    Args:
+        dataset: the built train split (or a copy made by this function).
+        rows: the loader's own rows.
+
+    Returns:
+        the copy, whose ``inter_feat`` is ``rows``.
+    """
     out = dataset.copy(rows)
     out.prefix_rows = getattr(dataset, "prefix_rows", None) or dataset.inter_feat
     return out

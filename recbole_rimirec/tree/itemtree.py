@@ -151,7 +151,14 @@ class ItemTree:
 
 
 def token_digest(tokens) -> str:
-    """A digest of the dataset's item tokens in id order, to tie a saved tree to its dataset."""
+    """A digest of the dataset's item tokens in id order, to tie a saved tree to its dataset.
+
+    Args:
+        tokens: RecBole's raw item tokens by remapped id.
+
+    Returns:
+        str: 16 hex digits of their SHA-256.
+    """
     return hashlib.sha256("\x1f".join(map(str, tokens)).encode("utf-8")).hexdigest()[:16]
 
 
