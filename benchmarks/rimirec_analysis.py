@@ -79,12 +79,13 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
     parser.add_argument("--beams", nargs="+", type=int, default=[1, 2, 5, 10, 20])
+    parser.add_argument("--backends", nargs="+", default=["faiss", "exact"], choices=["faiss", "exact"])
     args = parser.parse_args()
     from recbole_rimirec.quick_start import evaluate_saved
 
     quiet = {"state": "WARNING", "show_progress": False}
     sweep = []
-    for backend in ("faiss", "exact"):
+    for backend in args.backends:
         for budget in args.budgets:
             r = evaluate_saved(args.checkpoint, {**quiet, "select_budget": budget, "retrieval": backend})
             row = {
