@@ -256,5 +256,38 @@ def write_report(folder: Path) -> None:
         print("matplotlib is not installed: no plots (pip install -r benchmarks/requirements.txt)", file=sys.stderr)
 
 
+def curves_plot(run_files: list[str], out: str) -> None:
+    """Valid NDCG@10 against training seconds for the given runs (those that kept a ``valid_curve``).
+
+    Args:
+        run_files: run JSON files written by ``benchmarks/run.py``.
+        out: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for path in run_files:
+        run = json.loads(Path(path).read_text())
+        curve = run["timings"].get("valid_curve")
+        if not curve:
+            continue
+        label = f"{run['model']} ({run.get('train_mode') or 'prefixes'}, {run['dataset']}, seed {run['seed']})"
+        ax.plot([c["train_s"] for c in curve], [c["valid_score"] for c in curve], marker=".", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds (log)")
+    ax.set_ylabel("valid NDCG@10")
+    ax.set_title("validation score against training time")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
-    write_report(Path(sys.argv[1]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--curves":  # report.py --curves out.png run.json ...
+        curves_plot(sys.argv[3:], sys.argv[2])
+    else:
+        write_report(Path(sys.argv[1]))
