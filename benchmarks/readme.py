@@ -26,12 +26,23 @@ def block(folder: Path) -> str:
         lines.append(f"- `python {' '.join(shown)}`")
     if commands:
         lines.append(f"\nMachine: {meta.get('cpu_count')} cores ({meta.get('machine')}), CPU only.")
+        threads = _threads(folder)
+        if threads:
+            lines.append(f"Torch threads per run (where recorded): {threads}.")
         lines.append("")
     lines.append((folder / "table.md").read_text().strip())
     lines.append("")
     for png in sorted(folder.glob("*.png")):
         lines.append(f"![{png.stem}]({png.resolve().relative_to(ROOT)})")
     return "\n".join(lines) + "\n"
+
+
+def _threads(folder: Path) -> str:
+    results = folder / "results.json"
+    if not results.exists():
+        return ""
+    found = sorted({r["torch_threads"] for r in json.loads(results.read_text())["runs"] if r.get("torch_threads")})
+    return ", ".join(map(str, found))
 
 
 def scale_block(path: Path) -> str:
