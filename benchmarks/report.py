@@ -129,6 +129,9 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
 def speed_table(models: dict) -> list[str]:
     """Cost beside the SASRec of the same run: time per epoch, test evaluation, library scored.
 
+    Ratios are given only between runs made with the same torch thread count (runs that did
+    not record it count as the machine's default).
+
     Args:
         models: aggregated entries of one data set, by model name.
 
@@ -141,14 +144,17 @@ def speed_table(models: dict) -> list[str]:
     ref = models[ref_name]
     lines = [
         f"Cost relative to {ref_name} in the same run (test evaluation: the whole test split through "
-        "RecBole's evaluation, full ranking or the model's retrieval):",
+        "RecBole's evaluation, full ranking or the model's retrieval; ratios only at equal thread counts):",
         "",
-        f"| model | s/epoch | x {ref_name} | test eval s | x {ref_name} | library scored | retrieval ms/user |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | threads | s/epoch | x {ref_name} | test eval s | x {ref_name} | library scored | ms/user |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
+    def threads(v: dict) -> str:
+        return f"{v['torch_threads']['mean']:.0f}" if "torch_threads" in v else "default"
+
     def ratio(v: dict, key: str) -> str:
-        if key not in v or key not in ref or not ref[key]["mean"]:
+        if key not in v or key not in ref or not ref[key]["mean"] or threads(v) != threads(ref):
             return ""
         return f"{v[key]['mean'] / ref[key]['mean']:.2f}"
 
@@ -157,7 +163,10 @@ def speed_table(models: dict) -> list[str]:
         ms = f"{v['retrieval_ms_per_user']['mean']:.2f}" if "retrieval_ms_per_user" in v else ""
         epoch = f"{v['s_per_epoch']['mean']:.2f}" if "s_per_epoch" in v else ""
         ev = f"{v['eval_s']['mean']:.1f}" if "eval_s" in v else ""
-        lines.append(f"| {model} | {epoch} | {ratio(v, 's_per_epoch')} | {ev} | {ratio(v, 'eval_s')} | {lib} | {ms} |")
+        lines.append(
+            f"| {model} | {threads(v)} | {epoch} | {ratio(v, 's_per_epoch')} | {ev} | {ratio(v, 'eval_s')} | {lib} "
+            f"| {ms} |"
+        )
     lines.append("")
     return lines
 
@@ -243,6 +252,11 @@ def write_report(folder: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+    folder_threads = meta.get("omp_num_threads_all_commands")  # set by hand where every command ran so
+    for row in rows:
+        if row.get("torch_threads") is None and folder_threads:
+            row["torch_threads"] = int(folder_threads)
     agg = aggregate(rows)
     comparisons = comparisons_of(runs)
     devices = sorted({r["device"] for r in rows})
