@@ -67,14 +67,16 @@ class NodeIndex:
         self.first_list = np.searchsorted(bounds, self.lo)  # [N] each node's lists: [first, last)
         self.last_list = np.searchsorted(bounds, self.hi)
         nlist = len(bounds) - 1
-        list_of = np.searchsorted(bounds, np.arange(n), side="right") - 1  # [n] segment of each position
         self.quantizer = faiss.IndexFlatIP(d)  # never searched: assignments are given
         self.quantizer.add(np.zeros((nlist, d), dtype=np.float32))
         self.index = faiss.IndexIVFFlat(self.quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         ids = self.perm.cpu().numpy().astype(np.int64)
-        x = np.ascontiguousarray(ordered, dtype=np.float32)
-        assign = np.ascontiguousarray(list_of, dtype=np.int64)
-        self.index.add_core(n, faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+        code = np.ascontiguousarray(ordered, dtype=np.float32).view(np.uint8)  # [n, 4d] raw bytes, as Faiss stores
+        # Each segment is a contiguous block of the tree order: one append per list allocates it
+        # once, at its exact size (adding vector by vector would leave growth slack in every list).
+        for key, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            self.index.invlists.add_entries(key, int(hi - lo), faiss.swig_ptr(ids[lo:hi]), faiss.swig_ptr(code[lo:hi]))
+        self.index.ntotal = n
         invlists = self.index.invlists
         self._codes, self._ids = [], []  # per list, views of the index's own storage (no copy)
         for key in range(nlist):
