@@ -121,9 +121,12 @@ def main(argv=None) -> int:
     out = []
     for path in sorted((folder / "runs").glob("*.json")):
         run = json.loads(path.read_text())
-        if run["seed"] not in args.seeds or not run.get("checkpoint") or not Path(run["checkpoint"]).exists():
+        checkpoint = Path(run.get("checkpoint") or "")
+        if not checkpoint.is_absolute():  # runs started from the repository root with a relative --out
+            checkpoint = ROOT / checkpoint
+        if run["seed"] not in args.seeds or not run.get("checkpoint") or not checkpoint.exists():
             continue
-        row = {"model": run["model"], "dataset": run["dataset"], "seed": run["seed"], **diagnose(run["checkpoint"])}
+        row = {"model": run["model"], "dataset": run["dataset"], "seed": run["seed"], **diagnose(str(checkpoint))}
         row["run_ndcg@10"] = run["test_result"]["ndcg@10"]
         out.append(row)
         print(json.dumps(row), flush=True)
