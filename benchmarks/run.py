@@ -80,7 +80,6 @@ def main(argv=None) -> int:
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update({"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()})
     meta.setdefault("commands", []).append(sys.argv)
-    meta.setdefault("thread_env", {})[" ".join(sys.argv)] = os.environ.get("OMP_NUM_THREADS")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     bar = tqdm(plan, desc="benchmark", unit="run")
     for dataset, model, seed in bar:

@@ -79,10 +79,10 @@ class NodeIndex:
         self.index.ntotal = n
         invlists = self.index.invlists
         self._codes, self._ids = [], []  # per list, views of the index's own storage (no copy)
-        for key in range(nlist):
-            size = invlists.list_size(key)
-            codes = faiss.rev_swig_ptr(invlists.get_codes(key), size * d * 4).view(np.float32)
-            self._codes.append(codes.reshape(size, d))
+        for key, size in enumerate(np.diff(bounds).tolist()):
+            self._codes.append(
+                faiss.rev_swig_ptr(invlists.get_codes(key), size * d * 4).view(np.float32).reshape(size, d)
+            )
             self._ids.append(faiss.rev_swig_ptr(invlists.get_ids(key), size).view(np.int64))
 
     def search(self, queries: torch.Tensor, nodes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,12 +97,12 @@ class NodeIndex:
             (scores, ids): [M, k] best first; missing results are ``-inf`` with id -1.
         """
         M = len(queries)
+        if self.backend == "faiss" and M > 0:
+            return self._search_ivf(queries, nodes.cpu().numpy(), k)
         scores = torch.full((M, k), float("-inf"), device=queries.device)
         ids = torch.full((M, k), -1, dtype=torch.long, device=queries.device)
         if M == 0:
             return scores, ids
-        if self.backend == "faiss":
-            return self._search_ivf(queries, nodes.cpu().numpy(), k)
         node_np = nodes.cpu().numpy()
         order = np.argsort(node_np, kind="stable")
         bounds = np.flatnonzero(np.r_[True, node_np[order][1:] != node_np[order][:-1], True])
