@@ -177,6 +177,7 @@ class SafeCheckpointMixin:
                 "best_file": self.saved_model_file,
                 "best_valid_result": plain(self.best_valid_result),
                 "epoch_seconds": list(self.epoch_seconds),
+                "valid_curve": [dict(point) for point in self.valid_curve],
                 "rng": rng_state(),
                 "loader": loader_state(train_data),
             }
@@ -208,6 +209,7 @@ class SafeCheckpointMixin:
             self.saved_model_file = checkpoint["best_file"]
             self.best_valid_result = checkpoint["best_valid_result"]
             self.epoch_seconds = list(checkpoint["epoch_seconds"])
+            self.valid_curve = [dict(point) for point in checkpoint.get("valid_curve", [])]
             set_rng_state(checkpoint["rng"])
             self._pending_loader_state = checkpoint["loader"]
         else:

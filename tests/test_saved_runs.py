@@ -73,5 +73,8 @@ def test_interrupted_training_resumes_to_the_same_result(tiny, monkeypatch, mode
         model, "tiny", config_dict={**settings, "checkpoint_dir": tiny["checkpoint_dir"] + "/b", "resume_from": last}
     )
     assert resumed["timings"]["epochs"] == 4
+    assert [p["valid_score"] for p in resumed["timings"]["valid_curve"]] == [
+        p["valid_score"] for p in full["timings"]["valid_curve"]
+    ]  # the curve carries on from the checkpoint, not from the resumed epoch
     assert resumed["best_valid_result"] == full["best_valid_result"]
     assert resumed["test_result"] == full["test_result"]
