@@ -1,7 +1,8 @@
 """Copies benchmark tables into README.md between markers, so no figure there is typed by hand.
 
 Run: python benchmarks/readme.py benchmarks/results/ml-100k-cpu [more folders, or a scale-run .json]
-Each folder's table.md, the command that made it (meta.json) and its plots replace the block
+Each folder's table.md, its ann_eval.md when there is one, the command that made it (meta.json)
+and its plots replace the block
 between ``<!-- results:start -->`` and ``<!-- results:end -->``.
 """
 
@@ -32,6 +33,9 @@ def block(folder: Path) -> str:
         lines.append("")
     lines.append((folder / "table.md").read_text().strip())
     lines.append("")
+    if (folder / "ann_eval.md").exists():  # benchmarks/ann_eval.py: the same weights, exact and ANN retrieval
+        lines.append((folder / "ann_eval.md").read_text().strip())
+        lines.append("")
     for png in sorted(folder.glob("*.png")):
         lines.append(f"![{png.stem}]({png.resolve().relative_to(ROOT)})")
     return "\n".join(lines) + "\n"
