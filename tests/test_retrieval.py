@@ -36,6 +36,28 @@ def test_faiss_and_exact_give_the_same_top_n(blas_work, monkeypatch):
     assert (~found[short]).any() and torch.isinf(fs[~found]).all()  # small nodes: -1 / -inf, never Faiss's -3.4e38
 
 
+def test_log_sum_exp_is_exact_over_the_node_or_the_top_k():
+    rng = np.random.default_rng(1)
+    n_items, d, k = 400, 8, 20
+    tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 5, 30, 3, seed=0)
+    vectors = torch.from_numpy(rng.standard_normal((n_items, d)).astype(np.float32))
+    queries = torch.from_numpy(rng.standard_normal((200, d)).astype(np.float32))
+    nodes = torch.from_numpy(rng.integers(0, tree.num_nodes, 200))
+    lo, hi = torch.from_numpy(tree.node_lo)[nodes], torch.from_numpy(tree.node_hi)[nodes]
+    perm = torch.from_numpy(tree.perm)
+    brute = torch.stack([torch.logsumexp(vectors[perm[a:b]] @ q, 0) for q, a, b in zip(queries, lo, hi, strict=True)])
+    es, _, e_z = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, "exact").search_with_logsumexp(
+        queries, nodes, k
+    )
+    fs, _, f_z = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, "faiss").search_with_logsumexp(
+        queries, nodes, k
+    )
+    assert torch.allclose(e_z, brute, atol=1e-4)  # exact: every item of the node
+    assert torch.allclose(f_z, torch.logsumexp(fs, 1)) and (f_z <= brute + 1e-4).all()  # Faiss: its top k
+    small = (hi - lo) <= k
+    assert small.any() and (~small).any() and torch.allclose(f_z[small], brute[small], atol=1e-4)
+
+
 @settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 1000), k=st.integers(1, 15))
 def test_merge_keeps_each_item_once_with_its_best_score(seed, k):

@@ -179,12 +179,9 @@ class RimiRec(SequentialRecommender):
             selected = select_frontier(log_p, self.tree, budget, self.max_nodes)  # [B, N]
         user, node = selected.nonzero(as_tuple=True)  # [M] pairs
         u = h[user] if self.score == "global" else self.tower.user(h[user], node)  # [M, H]
-        s, ids = self.index.search(u, node, k)
+        # log_z: exact over the node (exact backend) or over the top k Faiss returns (an estimate)
+        s, ids, log_z = self.index.search_with_logsumexp(u, node, k)  # [M, k], [M, k], [M]
         if self.score == "factorized":
-            if self.backend == "exact":
-                log_z = self.tower.log_normalizer(u, node, self.item_embedding.weight)
-            else:  # Faiss returns the top k only: the normaliser is estimated from them
-                log_z = torch.logsumexp(s, dim=1)
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
         merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, len(h)), k)
         return merged_s, merged_i, selected.sum(1), selected.long() @ self.tree.size

@@ -94,21 +94,3 @@ class NodeConditionedTower(nn.Module):
                 total = total + F.cross_entropy(logits, column[r], reduction="sum")
                 count += len(r)
         return total / max(count, 1)
-
-    def log_normalizer(self, u: torch.Tensor, nodes: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
-        """log sum_{j in node} exp(s(u_n, j)), exactly.
-
-        Args:
-            u: [M, H] node-specific user embeddings.
-            nodes: [M] their nodes.
-            item_weight: [n_items, H].
-
-        Returns:
-            torch.Tensor: [M].
-        """
-        out = torch.empty(len(u), device=u.device)
-        for start in range(0, len(u), 1024):
-            sl = slice(start, start + 1024)
-            logits = (u[sl] @ item_weight.T).masked_fill(~self.tree.in_node(nodes[sl]), float("-inf"))
-            out[sl] = torch.logsumexp(logits, dim=1)
-        return out

@@ -96,13 +96,32 @@ class NodeIndex:
         Returns:
             (scores, ids): [M, k] best first; missing results are ``-inf`` with id -1.
         """
+        return self.search_with_logsumexp(queries, nodes, k)[:2]
+
+    def search_with_logsumexp(self, queries: torch.Tensor, nodes: torch.Tensor, k: int):
+        """:meth:`search`, plus each query's log-sum-exp of scores over its node.
+
+        The exact backend scores every item of the node anyway, so its log-sum-exp is exact; the
+        Faiss backend sees only the top k and returns their log-sum-exp (a lower bound, equal when
+        the node holds at most k items).
+
+        Args:
+            queries: [M, d] query vectors.
+            nodes: [M] node id of each query.
+            k: results per query.
+
+        Returns:
+            (scores, ids, log_z): [M, k], [M, k] as :meth:`search`; [M] log-sum-exp.
+        """
         M = len(queries)
         if self.backend == "faiss" and M > 0:
-            return self._search_ivf(queries, nodes.cpu().numpy(), k)
+            scores, ids = self._search_ivf(queries, nodes.cpu().numpy(), k)
+            return scores, ids, torch.logsumexp(scores, dim=1)
         scores = torch.full((M, k), float("-inf"), device=queries.device)
         ids = torch.full((M, k), -1, dtype=torch.long, device=queries.device)
+        log_z = torch.full((M,), float("-inf"), device=queries.device)
         if M == 0:
-            return scores, ids
+            return scores, ids, log_z
         node_np = nodes.cpu().numpy()
         order = np.argsort(node_np, kind="stable")
         bounds = np.flatnonzero(np.r_[True, node_np[order][1:] != node_np[order][:-1], True])
@@ -114,7 +133,8 @@ class NodeIndex:
             top = s.topk(min(k, hi - lo), dim=1)
             scores[rows, : top.values.shape[1]] = top.values
             ids[rows, : top.values.shape[1]] = self.perm[top.indices + lo]
-        return scores, ids
+            log_z[rows] = torch.logsumexp(s, dim=1)
+        return scores, ids, log_z
 
     def _search_ivf(self, queries: torch.Tensor, nodes: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Scans small work in one ``search_preassigned`` call; large per-node work by BLAS."""
