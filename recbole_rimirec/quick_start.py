@@ -108,10 +108,8 @@ def run(
         "last_checkpoint": trainer.last_checkpoint_file if saved else None,
         "time_capped": capped,
     }
-    if trainer.last_ranks is not None:
-        result["test_ranks"] = (
-            trainer.last_ranks.tolist()
-        )  # per test user: 0-based rank of the target, -1 past max topk
+    if trainer.last_ranks is not None:  # per test user: 0-based rank of the target, -1 past max topk
+        result["test_ranks"] = trainer.last_ranks.tolist()
     extra = getattr(trainer, "extra_results", None)
     if extra is not None:
         result.update(plain(extra()))

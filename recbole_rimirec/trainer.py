@@ -92,14 +92,14 @@ class SafeCheckpointMixin:
         self.evaluator.evaluate = keep_ranks
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._pending_loader_state is not None:
+            set_loader_state(train_data, self._pending_loader_state)
+            self._pending_loader_state = None
+        self._save_last(epoch_idx, train_data)  # before the budget check: a capped run resumes at this epoch
         if self._fit_start is None:
             self._fit_start = perf_counter()
         elif self.time_budget and perf_counter() - self._fit_start > self.time_budget:
             raise TrainingBudgetExhausted(f"time_budget_s={self.time_budget} spent after {epoch_idx} epochs")
-        if self._pending_loader_state is not None:
-            set_loader_state(train_data, self._pending_loader_state)
-            self._pending_loader_state = None
-        self._save_last(epoch_idx, train_data)
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(perf_counter() - start)

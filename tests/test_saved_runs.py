@@ -78,3 +78,24 @@ def test_interrupted_training_resumes_to_the_same_result(tiny, monkeypatch, mode
     ]  # the curve carries on from the checkpoint, not from the resumed epoch
     assert resumed["best_valid_result"] == full["best_valid_result"]
     assert resumed["test_result"] == full["test_result"]
+
+
+def test_time_capped_run_continues_from_the_epoch_it_stopped_at(tiny):
+    import glob
+
+    settings = {**tiny, "epochs": 3, "stopping_step": 10}
+    full = run("SASRecAllPos", "tiny", config_dict=settings)
+    capped = run(
+        "SASRecAllPos",
+        "tiny",
+        config_dict={**settings, "time_budget_s": 1e-9, "checkpoint_dir": tiny["checkpoint_dir"] + "/b"},
+    )
+    assert capped["time_capped"] and capped["timings"]["epochs"] == 1
+    (last,) = glob.glob(tiny["checkpoint_dir"] + "/b/*-last.pth")
+    assert load_checkpoint(last)["epoch"] == 1  # the next epoch to run, not the one already done
+    resumed = run(
+        "SASRecAllPos",
+        "tiny",
+        config_dict={**settings, "checkpoint_dir": tiny["checkpoint_dir"] + "/b", "resume_from": last},
+    )
+    assert resumed["timings"]["epochs"] == 3 and resumed["test_result"] == full["test_result"]
