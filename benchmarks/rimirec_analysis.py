@@ -7,8 +7,11 @@
 * Generator accuracy: for each test user, is the held-out item's node at each tree level among
   the top-B nodes of that level by P(node | user)? B = 1, 5, 10, against the B most popular nodes
   of the level (by training interactions).
+* Selection coverage: for each selection setting of the sweep, how often the selected nodes hold
+  the held-out item at all (the ceiling of the restricted retrieval's recall).
 
 Run: python benchmarks/rimirec_analysis.py <checkpoint.pth> --out benchmarks/results/<name>/rimirec_analysis.json
+(``--generator_only`` recomputes the last two into an existing JSON without the evaluation sweep)
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ sys.path.insert(0, str(ROOT))
 BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 
 
-def generator_accuracy(checkpoint: str, bs=(1, 5, 10)) -> dict:
+def test_log_probs(checkpoint: str):
+    """P(node | user) of every test user, from the run's own data split and weights.
+
+    Args:
+        checkpoint: a RimiRec checkpoint.
+
+    Returns:
+        (log_p, target, tree, train_codes): [U, N] log P(node | user), [U] test target ids, the
+        model's :class:`TreeTensors`, [T, D] codes of every training interaction's item.
+    """
     from recbole_rimirec.checkpoint import load_checkpoint
     from recbole_rimirec.config import Config
     from recbole_rimirec.data.loaders import train_sequences
@@ -40,37 +52,101 @@ def generator_accuracy(checkpoint: str, bs=(1, 5, 10)) -> dict:
     net = config.model_class(config, train._dataset)
     net.load_state_dict(state["state_dict"])
     net.eval()
-    tree = net.tree
+    log_p, target = [], []
+    with torch.no_grad():
+        for batch in test:
+            inter = batch[0]
+            log_p.append(net.generator(net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN])))
+            target.append(inter[net.ITEM_ID])
     _, flat, _ = train_sequences(train._dataset)
-    codes_train = tree.codes[torch.from_numpy(flat)]  # [T, D]
+    return torch.cat(log_p), torch.cat(target), net.tree, net.tree.codes[torch.from_numpy(flat)]
+
+
+def generator_accuracy(log_p, target, tree, train_codes, bs=(1, 5, 10)) -> dict:
+    """Per tree level: is the target's node among the generator's top B, against the B most popular?
+
+    Args:
+        log_p: [U, N] log P(node | user).
+        target: [U] target item ids.
+        tree: the model's :class:`TreeTensors`.
+        train_codes: [T, D] codes of the training interactions (node popularity).
+        bs: the B values.
+
+    Returns:
+        dict: ``level_<l>`` -> nodes, users, ``generator@B`` and ``popular@B`` hit rates.
+    """
     out = {}
     for level in range(1, tree.max_depth + 1):
         nodes = tree.level(level)
-        counts = torch.bincount(codes_train[:, level - 1], minlength=tree.num_nodes)[nodes]
-        hits = {b: 0 for b in bs}
-        pop_hits = {b: 0 for b in bs}
-        total = 0
-        for batch in test:
-            inter = batch[0]
-            with torch.no_grad():
-                lp = net.generator(net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN]))[:, nodes]
-            target = tree.codes[inter[net.ITEM_ID], level - 1]  # [U]; 0 when the path is shorter
-            keep = target > 0
-            target, lp = target[keep], lp[keep]
-            total += len(target)
-            for b in bs:
-                kb = min(b, len(nodes))
-                top = nodes[lp.topk(kb, dim=1).indices]
-                hits[b] += int((top == target[:, None]).any(1).sum())
-                pop = nodes[counts.topk(kb).indices]
-                pop_hits[b] += int(torch.isin(target, pop).sum())
-        out[f"level_{level}"] = {
-            "nodes": len(nodes),
-            "users": total,
-            **{f"generator@{b}": hits[b] / max(total, 1) for b in bs},
-            **{f"popular@{b}": pop_hits[b] / max(total, 1) for b in bs},
-        }
+        counts = torch.bincount(train_codes[:, level - 1], minlength=tree.num_nodes)[nodes]
+        node_of = tree.codes[target, level - 1]  # [U]; 0 when the path is shorter
+        keep = node_of > 0
+        node_of, lp = node_of[keep], log_p[keep][:, nodes]
+        total = max(len(node_of), 1)
+        row = {"nodes": len(nodes), "users": len(node_of)}
+        for b in bs:
+            kb = min(b, len(nodes))
+            row[f"generator@{b}"] = (nodes[lp.topk(kb, dim=1).indices] == node_of[:, None]).any(1).sum().item() / total
+        for b in bs:
+            row[f"popular@{b}"] = (
+                torch.isin(node_of, nodes[counts.topk(min(b, len(nodes))).indices]).sum().item() / total
+            )
+        out[f"level_{level}"] = row
     return out
+
+
+def selection_coverage(selected: torch.Tensor, tree, target: torch.Tensor) -> dict:
+    """How often the selected sub-libraries hold the target, and how much of the library they are.
+
+    Args:
+        selected: [U, N] bool, the selected nodes of each user.
+        tree: the model's :class:`TreeTensors`.
+        target: [U] target item ids.
+
+    Returns:
+        dict: ``target_in_selection`` (fraction of users), ``library_fraction`` and
+        ``nodes_per_user`` (means over users).
+    """
+    pos = tree.pos[target][:, None]  # [U, 1] the target's place in tree order
+    inside = selected & (pos >= tree.lo[None, :]) & (pos < tree.hi[None, :])  # [U, N]
+    return {
+        "target_in_selection": inside.any(1).float().mean().item(),
+        "library_fraction": (selected.long() @ tree.size).float().mean().item() / int(tree.size[0]),
+        "nodes_per_user": selected.sum(1).float().mean().item(),
+    }
+
+
+def coverage_sweep(log_p, target, tree, budgets, beams, max_nodes: int) -> list[dict]:
+    """:func:`selection_coverage` for the frontier at each budget and the beam at each size."""
+    from recbole_rimirec.retrieval.selection import select_beam, select_frontier
+
+    rows = []
+    for budget in budgets:
+        selected = select_frontier(log_p, tree, max(1, round(budget * int(tree.size[0]))), max_nodes)
+        rows.append(
+            {"select_method": "frontier", "select_budget": budget, **selection_coverage(selected, tree, target)}
+        )
+    for beam in beams:
+        rows.append(
+            {
+                "select_method": "beam",
+                "beam_size": beam,
+                **selection_coverage(select_beam(log_p, tree, beam), tree, target),
+            }
+        )
+    return rows
+
+
+def generator_figures(checkpoint: str, budgets, beams) -> dict:
+    """Generator accuracy per level and the selection coverage sweep of one saved run."""
+    from recbole_rimirec.checkpoint import load_checkpoint
+
+    max_nodes = load_checkpoint(checkpoint)["config"]["select_max_nodes"]
+    log_p, target, tree, train_codes = test_log_probs(checkpoint)
+    return {
+        "generator_accuracy": generator_accuracy(log_p, target, tree, train_codes),
+        "selection_coverage": coverage_sweep(log_p, target, tree, budgets, beams, max_nodes),
+    }
 
 
 def main() -> int:
@@ -80,7 +156,18 @@ def main() -> int:
     parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
     parser.add_argument("--beams", nargs="+", type=int, default=[1, 2, 5, 10, 20])
     parser.add_argument("--backends", nargs="+", default=["faiss", "exact"], choices=["faiss", "exact"])
+    parser.add_argument(
+        "--generator_only",
+        action="store_true",
+        help="recompute only the generator accuracy and selection coverage into an existing --out JSON",
+    )
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.generator_only:
+        result = json.loads(out.read_text())
+        result.update(generator_figures(args.checkpoint, args.budgets, args.beams))
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     from recbole_rimirec.quick_start import evaluate_saved
 
     quiet = {"state": "WARNING", "show_progress": False}
@@ -116,9 +203,8 @@ def main() -> int:
         "checkpoint": args.checkpoint,
         "budget_sweep": sweep,
         "encoder_full_ranking": plain,
-        "generator_accuracy": generator_accuracy(args.checkpoint),
+        **generator_figures(args.checkpoint, args.budgets, args.beams),
     }
-    out = Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     try:
         import matplotlib

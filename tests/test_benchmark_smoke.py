@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +54,34 @@ def test_ann_eval_rescores_saved_runs_under_each_retrieval(tiny, tmp_path):
     assert rows[1]["library_fraction"] == rows[2]["library_fraction"] > 1  # every interest scans the library
     assert "| ComiRecSA | 2020 | faiss |" in (folder / "ann_eval.md").read_text()
     assert ann_eval.main([str(folder), "--seeds", "1"]) == 2  # nothing to re-score: an error, not an empty table
+
+
+def test_selection_coverage_counts_targets_inside_the_selected_nodes():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import numpy as np
+    import torch
+    from rimirec_analysis import coverage_sweep, selection_coverage
+
+    from recbole_rimirec.tree.itemtree import build_tree
+    from recbole_rimirec.tree.tensors import TreeTensors
+
+    tree = TreeTensors(build_tree(np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32), 4, 20, 3, 0))
+    target = torch.arange(1, 200)  # every real item once (row 0 is padding)
+    every = torch.zeros(199, tree.num_nodes, dtype=torch.bool)
+    every[:, 0] = True
+    assert selection_coverage(every, tree, target) == {
+        "target_in_selection": 1.0,
+        "library_fraction": 1.0,
+        "nodes_per_user": 1.0,
+    }
+    leaf = int(tree.leaf[1])
+    one = torch.zeros_like(every)
+    one[:, leaf] = True
+    stats = selection_coverage(one, tree, target)
+    share = int(tree.size[leaf]) / 199
+    assert (
+        stats["target_in_selection"] == pytest.approx(share) == stats["library_fraction"]
+    )  # a leaf holds its own items
+    rows = coverage_sweep(torch.randn(199, tree.num_nodes), target, tree, [0.1, 1.0], [2], max_nodes=20)
+    assert [r["select_method"] for r in rows] == ["frontier", "frontier", "beam"]
+    assert rows[0]["library_fraction"] <= 0.1 + 1e-9 and rows[1]["target_in_selection"] == 1.0
