@@ -86,9 +86,9 @@ def evaluate_settings(checkpoint: str, retrievals: tuple[str, ...]) -> list[dict
     return rows
 
 
-def markdown(rows: list[dict], threads: int) -> str:
-    """The table of :func:`main`'s rows."""
-    lines = [
+def markdown(rows: list[dict], threads: int, note: str = "") -> str:
+    """The table of :func:`main`'s rows (``note``: the conditions of the run, printed above it)."""
+    lines = ([note, ""] if note else []) + [
         f"Same weights, test split, each retrieval setting (torch threads: {threads}; `eval s` includes "
         "building the data split and the index). A baseline scans the whole library once per interest, so its",
         "library scored is the number of interests (400% = 4 scans); RimiRec scans only its selected nodes.",
@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     parser.add_argument("folder")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
     parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument(
+        "--note", default="", help="conditions of this run (e.g. other work beside it), kept in the output"
+    )
     args = parser.parse_args(argv)
     folder = Path(args.folder)
     rows = []
@@ -126,8 +129,9 @@ def main(argv=None) -> int:
         print(f"error: no saved runs of {', '.join(args.models)} for seeds {args.seeds} in {folder}", file=sys.stderr)
         return 2
     threads = torch.get_num_threads()
-    (folder / "ann_eval.json").write_text(json.dumps({"torch_threads": threads, "rows": rows}, indent=2) + "\n")
-    (folder / "ann_eval.md").write_text(markdown(rows, threads))
+    saved = {"torch_threads": threads, "note": args.note, "rows": rows}
+    (folder / "ann_eval.json").write_text(json.dumps(saved, indent=2) + "\n")
+    (folder / "ann_eval.md").write_text(markdown(rows, threads, args.note))
     return 0
 
 
