@@ -76,7 +76,7 @@ def run(
     except TrainingBudgetExhausted as stop:
         logger.warning(f"training stopped: {stop}")
         capped, best_valid_result = True, trainer.best_valid_result
-    train_s = perf_counter() - start
+    train_s = perf_counter() - start + trainer.elapsed_before  # a resumed run counts its earlier processes
 
     start = perf_counter()
     load_best = saved and os.path.isfile(trainer.saved_model_file)

@@ -46,7 +46,8 @@ class SafeCheckpointMixin:
 
     ``time_budget_s`` (config, optional): stop before the next epoch once this much training time
     has passed (:class:`TrainingBudgetExhausted`); the runner then tests the best checkpoint and
-    marks the result as time-capped.
+    marks the result as time-capped. The budget counts this process's training: a run resumed
+    from its ``-last.pth`` gets it afresh, while its reported ``train_s`` includes the earlier time.
     """
 
     def __init__(self, config, model):
@@ -73,6 +74,7 @@ class SafeCheckpointMixin:
         self.valid_curve: list[dict] = []  # per validation: epochs done, training seconds so far, valid score
         self.time_budget = config["time_budget_s"]
         self._fit_start: float | None = None
+        self.elapsed_before = 0.0  # training seconds of the processes this run resumed from
         self.last_ranks: torch.Tensor | None = None
         self._pending_loader_state: dict | None = None
         self.epochs_done = 0
@@ -177,6 +179,7 @@ class SafeCheckpointMixin:
                 "best_file": self.saved_model_file,
                 "best_valid_result": plain(self.best_valid_result),
                 "epoch_seconds": list(self.epoch_seconds),
+                "train_s": self.elapsed_before + (perf_counter() - self._fit_start if self._fit_start else 0.0),
                 "valid_curve": [dict(point) for point in self.valid_curve],
                 "rng": rng_state(),
                 "loader": loader_state(train_data),
@@ -209,6 +212,8 @@ class SafeCheckpointMixin:
             self.saved_model_file = checkpoint["best_file"]
             self.best_valid_result = checkpoint["best_valid_result"]
             self.epoch_seconds = list(checkpoint["epoch_seconds"])
+            # files from before train_s was kept: the epochs' own time (their validations are missing)
+            self.elapsed_before = float(checkpoint.get("train_s", sum(self.epoch_seconds)))
             self.valid_curve = [dict(point) for point in checkpoint.get("valid_curve", [])]
             set_rng_state(checkpoint["rng"])
             self._pending_loader_state = checkpoint["loader"]

@@ -99,3 +99,4 @@ def test_time_capped_run_continues_from_the_epoch_it_stopped_at(tiny):
         config_dict={**settings, "checkpoint_dir": tiny["checkpoint_dir"] + "/b", "resume_from": last},
     )
     assert resumed["timings"]["epochs"] == 3 and resumed["test_result"] == full["test_result"]
+    assert resumed["timings"]["train_s"] > load_checkpoint(last)["train_s"] > 0  # earlier processes' time included
