@@ -23,7 +23,7 @@ def block(folder: Path) -> str:
     commands = ([meta["argv"]] if "argv" in meta else []) + meta.get("commands", [])
     for argv in commands:
         # paths shown from the repository root, wherever the run was started from
-        shown = [a[a.index("benchmarks/") :] if "benchmarks/" in a else a for a in argv]
+        shown = [_from_root(a) for a in argv]
         lines.append(f"- `python {' '.join(shown)}`")
     if commands:
         lines.append(f"\nMachine: {meta.get('cpu_count')} cores ({meta.get('machine')}), CPU only.")
@@ -39,6 +39,15 @@ def block(folder: Path) -> str:
     for png in sorted(folder.glob("*.png")):
         lines.append(f"![{png.stem}]({png.resolve().relative_to(ROOT)})")
     return "\n".join(lines) + "\n"
+
+
+def _from_root(arg: str) -> str:
+    """An argument with any absolute path to the repository's benchmarks/ cut to start there
+    (``--out /home/x/repo/benchmarks/results/a`` or ``resume_from=/.../benchmarks/...``)."""
+    if "benchmarks/" not in arg:
+        return arg
+    key, sep, value = arg.rpartition("=") if "=" in arg else ("", "", arg)
+    return key + sep + value[value.index("benchmarks/") :] if "benchmarks/" in value else arg
 
 
 def _threads(folder: Path) -> str:
