@@ -117,14 +117,14 @@ def main(argv=None) -> int:
     parser.add_argument("folder")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
     args = parser.parse_args(argv)
+    from ann_eval import checkpoint_of
+
     folder = Path(args.folder)
     out = []
     for path in sorted((folder / "runs").glob("*.json")):
         run = json.loads(path.read_text())
-        checkpoint = Path(run.get("checkpoint") or "")
-        if not checkpoint.is_absolute():  # runs started from the repository root with a relative --out
-            checkpoint = ROOT / checkpoint
-        if run["seed"] not in args.seeds or not run.get("checkpoint") or not checkpoint.exists():
+        checkpoint = checkpoint_of(run)
+        if run["seed"] not in args.seeds or checkpoint is None:
             continue
         row = {"model": run["model"], "dataset": run["dataset"], "seed": run["seed"], **diagnose(str(checkpoint))}
         row["run_ndcg@10"] = run["test_result"]["ndcg@10"]
