@@ -294,7 +294,8 @@ def curves_plot(run_files: list[str], out: str) -> None:
     ax.set_xlabel("training seconds (log)")
     ax.set_ylabel("valid NDCG@10")
     ax.set_title("validation score against training time")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

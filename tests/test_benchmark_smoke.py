@@ -85,3 +85,39 @@ def test_selection_coverage_counts_targets_inside_the_selected_nodes():
     rows = coverage_sweep(torch.randn(199, tree.num_nodes), target, tree, [0.1, 1.0], [2], max_nodes=20)
     assert [r["select_method"] for r in rows] == ["frontier", "frontier", "beam"]
     assert rows[0]["library_fraction"] <= 0.1 + 1e-9 and rows[1]["target_in_selection"] == 1.0
+
+
+def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False):
+    timings = {"epochs": best_epoch + 3, "epoch_s": [epoch_s] * (best_epoch + 3), "train_s": epoch_s * (best_epoch + 3)}
+    timings.update(best_epoch=best_epoch, time_to_best_s=epoch_s * (best_epoch + 1))
+    return {
+        "dataset": "d", "model": model, "seed": seed, "train_mode": mode, "timings": timings,
+        "test_result": {"ndcg@10": ndcg, "hit@10": 2 * ndcg}, "test_ranks": ranks,
+        "torch_threads": threads, "time_capped": capped,
+    }  # fmt: skip
+
+
+def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from paths import main, summarize
+
+    runs = [
+        _run("SASRec", None, 1, 100.0, 4, 0.05, [0, -1]),  # RecBole's SASRec: prefixes
+        _run("SASRec", None, 2, 100.0, 9, 0.06, [1, -1], capped=True),  # capped: left out
+        _run("SASRecAllPos", "all_positions", 1, 5.0, 9, 0.06, [0, 0]),
+        _run("RimiRec", "all_positions", 1, 5.0, 9, 0.06, [0, 0], threads=1),
+        _run("RimiRec", "prefixes", 1, 50.0, 1, 0.05, [0, 0], threads=2),
+    ]
+    summary = summarize(runs)
+    sas = summary["comparisons"]["d/SASRec"]
+    assert sas["same_threads"] and sas["time_to_best_s_ratio"] == pytest.approx(500.0 / 50.0)
+    assert sas["s_per_epoch_ratio"] == pytest.approx(20.0)
+    assert summary["groups"]["d/SASRec/prefixes"]["seeds"] == [1]
+    assert sas["paired_seeds"] == [1] and sas["bootstrap"]["mean"] == pytest.approx(0.0 - 1.0 / 2)
+    rimi = summary["comparisons"]["d/RimiRec"]
+    assert not rimi["same_threads"] and "time_to_best_s_ratio" not in rimi  # 1 vs 2 threads: no ratio
+    for i, run in enumerate(runs):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(run))
+    assert main(["--out", str(tmp_path / "out"), *map(str, sorted(tmp_path.glob("r*.json")))]) == 0
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "10.0x sooner" in table and "thread counts differ" in table

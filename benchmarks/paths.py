@@ -1,0 +1,196 @@
+"""Compares training paths (``train_mode``) of the same architecture: time and test quality.
+
+Run: python benchmarks/paths.py --out benchmarks/results/paths-ml-100k-cpu RUNS [RUNS ...]
+RUNS are run JSON files written by ``benchmarks/run.py`` or folders holding ``runs/*.json``.
+RecBole's ``SASRec`` (prefixes) and the plugin's ``SASRecAllPos`` are one architecture; any other
+model is compared with itself under another ``train_mode``. Writes ``table.md``, ``paths.json``,
+``meta.json`` (this command) and ``curves.png`` (valid NDCG@10 against training seconds) in ``--out``.
+
+The speed-up is the ratio of mean time to best valid (prefixes / all_positions); it is given only
+when both paths ran with the same torch thread count. Time-capped runs are shown, marked, and
+never enter a ratio or a difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from report import curves_plot, paired_bootstrap
+
+ARCHITECTURE = {"SASRec": "SASRec", "SASRecAllPos": "SASRec"}  # model -> architecture it shares
+
+
+def run_files(paths: list[str]) -> list[Path]:
+    """Expands folders into their ``runs/*.json``.
+
+    Args:
+        paths: run JSON files or benchmark folders.
+
+    Returns:
+        list[Path]: the run files, in the order given.
+    """
+    files = []
+    for p in map(Path, paths):
+        files += sorted((p / "runs").glob("*.json")) if p.is_dir() else [p]
+    return files
+
+
+def _epochs_to_best(run: dict) -> int | None:
+    best = run["timings"].get("best_epoch")  # 0-based
+    return None if best is None else best + 1
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Groups runs by (dataset, architecture, train_mode) and compares the paths of each architecture.
+
+    Args:
+        runs: run results as written by ``benchmarks/run.py``.
+
+    Returns:
+        dict: ``groups`` (one entry per dataset / architecture / path, means and stds over seeds) and
+        ``comparisons`` (per dataset / architecture with both paths: time ratios and the paired
+        bootstrap of test NDCG@10, prefixes minus all_positions, over the seeds both paths ran).
+    """
+    by = defaultdict(list)
+    for r in runs:
+        key = (r["dataset"], ARCHITECTURE.get(r["model"], r["model"]), r.get("train_mode") or "prefixes")
+        by[key].append(r)
+    groups = {}
+    for (dataset, arch, mode), rs in sorted(by.items()):
+        uncapped = [r for r in rs if not r.get("time_capped")]
+        used = uncapped or rs
+        entry = {
+            "models": sorted({r["model"] for r in rs}),
+            "seeds": sorted(r["seed"] for r in used),
+            "time_capped": not uncapped,
+            "threads": sorted({r.get("torch_threads") for r in used}, key=str),
+        }
+        values = {
+            "epochs": [r["timings"]["epochs"] for r in used],
+            "epochs_to_best": [_epochs_to_best(r) for r in used],
+            "s_per_epoch": [float(np.mean(r["timings"]["epoch_s"])) for r in used],
+            "time_to_best_s": [r["timings"].get("time_to_best_s") for r in used],
+            "train_s": [r["timings"]["train_s"] for r in used],
+            "ndcg@10": [r["test_result"]["ndcg@10"] for r in used],
+            "hit@10": [r["test_result"]["hit@10"] for r in used],
+            "valid_ndcg@10": [(r.get("best_valid_result") or {}).get("ndcg@10") for r in used],
+        }
+        for name, vals in values.items():
+            vals = [v for v in vals if v is not None]
+            if vals:
+                entry[name] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+        groups[f"{dataset}/{arch}/{mode}"] = entry
+        groups[f"{dataset}/{arch}/{mode}"]["_runs"] = used
+    comparisons = {}
+    for key, fast in groups.items():
+        dataset, arch, mode = key.split("/")
+        slow = groups.get(f"{dataset}/{arch}/prefixes")
+        if mode != "all_positions" or slow is None or slow["time_capped"] or fast["time_capped"]:
+            continue
+        same_threads = fast["threads"] == slow["threads"] and len(fast["threads"]) == 1
+        out = {
+            "same_threads": same_threads,
+            "ndcg@10_prefixes_minus_all_positions": slow["ndcg@10"]["mean"] - fast["ndcg@10"]["mean"],
+        }
+        if same_threads:
+            for name in ("s_per_epoch", "time_to_best_s", "train_s"):
+                out[f"{name}_ratio"] = slow[name]["mean"] / fast[name]["mean"]
+        a = {r["seed"]: np.array(r["test_ranks"]) for r in slow["_runs"] if "test_ranks" in r}
+        b = {r["seed"]: np.array(r["test_ranks"]) for r in fast["_runs"] if "test_ranks" in r}
+        common = sorted(set(a) & set(b))
+        if common:
+            out["paired_seeds"] = common
+            out["bootstrap"] = paired_bootstrap([a[s] for s in common], [b[s] for s in common])
+        comparisons[f"{dataset}/{arch}"] = out
+    for entry in groups.values():
+        entry.pop("_runs")
+    return {"groups": groups, "comparisons": comparisons}
+
+
+def markdown(summary: dict) -> str:
+    """The paths table and one line per architecture compared.
+
+    Args:
+        summary: the output of :func:`summarize`.
+
+    Returns:
+        str: Markdown.
+    """
+
+    def cell(entry: dict, name: str, fmt: str) -> str:
+        if name not in entry:
+            return ""
+        v = entry[name]
+        return fmt.format(v["mean"]) + (f" ± {fmt.format(v['std'])}" if len(entry["seeds"]) > 1 else "")
+
+    lines = [
+        "Training paths (test split, leave-one-out, full ranking or the model's retrieval; mean ± std over seeds; "
+        "times are training seconds, validation excluded):",
+        "",
+        "| dataset | architecture | path (models) | seeds | threads | epochs | epochs to best | s/epoch "
+        "| s to best valid | test NDCG@10 | test HR@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, e in summary["groups"].items():
+        dataset, arch, mode = key.split("/")
+        capped = " (time-capped)" if e["time_capped"] else ""
+        threads = ", ".join(str(t) if t else "default" for t in e["threads"])
+        cells = [dataset, arch, f"{mode}{capped} ({', '.join(e['models'])})", str(len(e["seeds"])), threads]
+        cells += [cell(e, "epochs", "{:.0f}"), cell(e, "epochs_to_best", "{:.0f}"), cell(e, "s_per_epoch", "{:.1f}")]
+        cells += [cell(e, "time_to_best_s", "{:.0f}"), cell(e, "ndcg@10", "{:.4f}"), cell(e, "hit@10", "{:.4f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for key, c in summary["comparisons"].items():
+        dataset, arch = key.split("/")
+        text = f"- {dataset} {arch}: "
+        if c["same_threads"]:
+            text += (
+                f"all_positions reaches its best valid {c['time_to_best_s_ratio']:.1f}x sooner "
+                f"({c['s_per_epoch_ratio']:.1f}x less time per epoch); "
+            )
+        else:
+            text += "thread counts differ, no time ratio; "
+        text += f"test NDCG@10 prefixes - all_positions {c['ndcg@10_prefixes_minus_all_positions']:+.4f}"
+        if "bootstrap" in c:
+            b = c["bootstrap"]
+            text += (
+                f" (paired over seeds {', '.join(map(str, c['paired_seeds']))}: {b['mean']:+.4f}, "
+                f"95% bootstrap over users {b['low']:+.4f} to {b['high']:+.4f})"
+            )
+        lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="folder for table.md, paths.json, meta.json, curves.png")
+    parser.add_argument("runs", nargs="+", help="run JSON files or benchmark folders")
+    args = parser.parse_args(argv)
+    files = run_files(args.runs)
+    if not files:
+        print(f"error: no run JSON files in {' '.join(args.runs)}", file=sys.stderr)
+        return 2
+    runs = [json.loads(f.read_text()) for f in files]
+    summary = summarize(runs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "paths.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "table.md").write_text(markdown(summary))
+    meta = {"argv": sys.argv, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        curves_plot([str(f) for f in files], str(out / "curves.png"))
+    except ImportError:
+        print("matplotlib is not installed: no curves plot", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
