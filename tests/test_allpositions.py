@@ -64,3 +64,27 @@ def test_all_positions_rejected_for_models_without_it(tiny):
     config = Config("SASRec", "tiny", config_dict={**tiny, "train_mode": "all_positions"})
     with pytest.raises(ConfigError, match="not supported by SASRec"):
         data_preparation(config, create_dataset(config))
+
+
+def test_stride_one_windows_give_every_user_the_prefix_loss(tiny):
+    # stride 1: every target keeps min(position, L) items of history, exactly RecBole's prefix row
+    config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=1)
+    torch.manual_seed(0)
+    model = config.model_class(config, ds).eval()  # dropout off
+    _, _, offsets = train_sequences(ds)
+    assert (np.diff(offsets) > 9).any()  # some users are longer than one window
+    windows = AllPositionsDataLoader(config, ds, shuffle=False)._dataset.inter_feat
+    assert len(ds.inter_feat) == int((windows[ds.iid_field + "_targets"] > 0).sum())
+    with torch.no_grad():
+        prefix_loss = model.calculate_loss(ds.inter_feat)
+        all_pos_loss = model.calculate_loss(windows)
+    assert torch.allclose(prefix_loss, all_pos_loss, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [0, 9, 2.5])
+def test_bad_stride_is_a_one_line_error(tiny, stride):
+    from recbole_rimirec.errors import ConfigError
+
+    config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=stride)
+    with pytest.raises(ConfigError, match=r"all_positions_stride .* not an integer in \[1, 8\]"):
+        AllPositionsDataLoader(config, ds)

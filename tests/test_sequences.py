@@ -67,3 +67,32 @@ def test_random_cut_rows_are_real_prefix_rows(seqs, max_len, seed):
     allowed = {(int(u), tuple(h), int(n), int(t)) for u, h, n, t in zip(uid, hist, hist_len, tgt, strict=True)}
     for u in rows:
         assert (int(u), tuple(history[u]), int(length[u]), int(target[u])) in allowed
+
+
+unique_seq_lists = st.lists(st.lists(st.integers(1, 99), min_size=2, max_size=30, unique=True), min_size=1, max_size=8)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seqs=unique_seq_lists, max_len=st.integers(1, 12), data=st.data())
+def test_overlapping_windows_keep_every_target_once_with_enough_history(seqs, max_len, data):
+    stride = data.draw(st.integers(1, max_len))
+    flat = np.concatenate([np.array(s) for s in seqs])
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
+    assert np.all((lengths >= 1) & (lengths <= max_len))
+    for u, s in enumerate(seqs):
+        kept = {}  # pair index -> (target, history length in its window)
+        for w in np.flatnonzero(owner == u):
+            n = int(lengths[w])
+            # each window is a contiguous run of the sequence (items unique): find where it starts
+            start = next(i for i in range(len(s) - n) if list(s[i : i + n]) == inputs[w, :n].tolist())
+            assert targets[w, n:].tolist() == [0] * (max_len - n)
+            for c in range(n):
+                if targets[w, c]:
+                    assert start + c not in kept  # kept exactly once
+                    kept[start + c] = (int(targets[w, c]), c + 1)
+        assert sorted(kept) == list(range(len(s) - 1))
+        for p, (target, history) in kept.items():
+            assert target == s[p + 1]
+            assert history >= min(p + 1, max_len - stride + 1)  # prefixes give min(p + 1, max_len)
+        assert lengths[np.flatnonzero(owner == u)[0]] == min(max_len, len(s) - 1)  # most recent window full

@@ -14,6 +14,7 @@ from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 
 from recbole_rimirec.data.sequences import all_position_windows, random_cuts, sequences_from_prefix_rows
+from recbole_rimirec.errors import ConfigError
 
 
 def targets_field(dataset) -> str:
@@ -85,6 +86,10 @@ def with_prefix_rows(dataset, rows: Interaction):
 class AllPositionsDataLoader(TrainDataLoader):
     """Yields one row per user window: ``item_id_list`` inputs and ``item_id_targets`` next items.
 
+    ``all_positions_stride`` below ``MAX_ITEM_LIST_LENGTH`` makes long sequences' windows overlap,
+    so every target keeps at least ``MAX_ITEM_LIST_LENGTH - stride`` items of history (see
+    :func:`~recbole_rimirec.data.sequences.all_position_windows`).
+
     Args:
         config: the run's Config.
         dataset: the built train split.
@@ -94,7 +99,12 @@ class AllPositionsDataLoader(TrainDataLoader):
 
     def __init__(self, config, dataset, sampler=None, shuffle=True):
         users, flat, offsets = train_sequences(dataset)
-        owner, inputs, targets, lengths = all_position_windows(flat, offsets, dataset.max_item_list_len)
+        max_len, stride = dataset.max_item_list_len, config["all_positions_stride"]
+        if stride is not None and not (isinstance(stride, int) and 1 <= stride <= max_len):
+            raise ConfigError(
+                f"all_positions_stride {stride!r} is not an integer in [1, {max_len}] (MAX_ITEM_LIST_LENGTH)"
+            )
+        owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
         rows = Interaction(
             {
                 dataset.uid_field: torch.from_numpy(users[owner]),

@@ -56,36 +56,48 @@ def sequences_from_prefix_rows(
 
 
 def all_position_windows(
-    flat: np.ndarray, offsets: np.ndarray, max_len: int
+    flat: np.ndarray, offsets: np.ndarray, max_len: int, stride: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cuts each sequence into windows of at most ``max_len`` (input, next item) pairs.
 
-    Windows are cut from the end, so a user's most recent window is full; every target of the
-    sequence (all items but the first) appears in exactly one window.
+    Windows are cut from the end, ``stride`` pairs apart, so a user's most recent window is full.
+    Every target of the sequence (all items but the first) is kept in exactly one window: the
+    oldest window holding it, where it has the most history before it. With ``stride < max_len``
+    windows overlap and every kept target has at least ``min(its position, max_len - stride)``
+    items of history in its window; the targets of a window that a later-kept copy covers are
+    0 (no loss there). ``stride = max_len`` (the default) gives non-overlapping windows.
 
     Args:
         flat: concatenated sequences.
         offsets: [U + 1] sequence boundaries in ``flat``.
         max_len: the window length L (RecBole's ``MAX_ITEM_LIST_LENGTH``).
+        stride: pairs between the ends of consecutive windows, 1 <= stride <= L; ``None`` = L.
 
     Returns:
         (owner, inputs, targets, lengths): ``owner`` [W] index of the sequence each window comes
-        from; ``inputs`` and ``targets`` [W, L] left-aligned, 0-padded; ``lengths`` [W].
+        from; ``inputs`` and ``targets`` [W, L] left-aligned, 0-padded (targets also 0 where the
+        pair is kept in an older window); ``lengths`` [W] number of inputs.
     """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride {stride} is not in [1, {max_len}]")
     pairs = np.diff(offsets) - 1  # [U] (input, target) pairs per sequence
-    n_win = np.where(pairs > 0, -(-pairs // max_len), 0)
+    n_win = np.where(pairs > 0, 1 + np.maximum(-(-(pairs - max_len) // stride), 0), 0)
     owner = np.repeat(np.arange(len(pairs)), n_win)
-    # window j of a user (0 = most recent) ends at pair index pairs - j * L (exclusive).
+    # window j of a user (0 = most recent) ends at pair index pairs - j * stride (exclusive).
     j = np.arange(len(owner)) - np.repeat(np.cumsum(n_win) - n_win, n_win)
-    end = pairs[owner] - j * max_len
-    lengths = np.minimum(end, max_len)
-    start = end - lengths
+    end = pairs[owner] - j * stride
+    start = np.maximum(end - max_len, 0)
+    lengths = end - start
+    # pairs before `kept_from` are kept by an older window (the oldest window keeps all of its own)
+    kept_from = np.where(start > 0, end - stride, 0)
     col = np.arange(max_len)[None, :]  # [1, L]
     valid = col < lengths[:, None]  # [W, L]
-    pos = offsets[owner][:, None] + start[:, None] + col  # [W, L] index of each input in flat
-    pos = np.where(valid, pos, 0)
+    pair = start[:, None] + col  # [W, L] pair index of each position
+    pos = np.where(valid, offsets[owner][:, None] + pair, 0)  # [W, L] index of each input in flat
     inputs = np.where(valid, flat[pos], 0)
-    targets = np.where(valid, flat[np.minimum(pos + 1, len(flat) - 1)], 0)
+    keep = valid & (pair >= kept_from[:, None])
+    targets = np.where(keep, flat[np.minimum(pos + 1, len(flat) - 1)], 0)
     return owner, inputs.astype(np.int64), targets.astype(np.int64), lengths.astype(np.int64)
 
 
