@@ -42,25 +42,40 @@ def run_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def path_of(run: dict) -> str:
+    """The training path of a run: its ``train_mode``, with the window stride when one was set.
+
+    Args:
+        run: a run result.
+
+    Returns:
+        str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``.
+    """
+    mode = run.get("train_mode") or "prefixes"
+    stride = (run.get("config") or {}).get("all_positions_stride")
+    return f"{mode} stride {stride}" if mode == "all_positions" and stride else mode
+
+
 def _epochs_to_best(run: dict) -> int | None:
     best = run["timings"].get("best_epoch")  # 0-based
     return None if best is None else best + 1
 
 
 def summarize(runs: list[dict]) -> dict:
-    """Groups runs by (dataset, architecture, train_mode) and compares the paths of each architecture.
+    """Groups runs by (dataset, architecture, path) and compares each path with the architecture's prefixes.
 
     Args:
         runs: run results as written by ``benchmarks/run.py``.
 
     Returns:
         dict: ``groups`` (one entry per dataset / architecture / path, means and stds over seeds) and
-        ``comparisons`` (per dataset / architecture with both paths: time ratios and the paired
-        bootstrap of test NDCG@10, prefixes minus all_positions, over the seeds both paths ran).
+        ``comparisons`` (per dataset / architecture / path other than prefixes: time ratios against
+        prefixes and the paired bootstrap of test NDCG@10, prefixes minus that path, over the seeds
+        both ran).
     """
     by = defaultdict(list)
     for r in runs:
-        key = (r["dataset"], ARCHITECTURE.get(r["model"], r["model"]), r.get("train_mode") or "prefixes")
+        key = (r["dataset"], ARCHITECTURE.get(r["model"], r["model"]), path_of(r))
         by[key].append(r)
     groups = {}
     for (dataset, arch, mode), rs in sorted(by.items()):
@@ -92,12 +107,12 @@ def summarize(runs: list[dict]) -> dict:
     for key, fast in groups.items():
         dataset, arch, mode = key.split("/")
         slow = groups.get(f"{dataset}/{arch}/prefixes")
-        if mode != "all_positions" or slow is None or slow["time_capped"] or fast["time_capped"]:
+        if mode == "prefixes" or slow is None or slow["time_capped"] or fast["time_capped"]:
             continue
         same_threads = fast["threads"] == slow["threads"] and len(fast["threads"]) == 1
         out = {
             "same_threads": same_threads,
-            "ndcg@10_prefixes_minus_all_positions": slow["ndcg@10"]["mean"] - fast["ndcg@10"]["mean"],
+            "ndcg@10_prefixes_minus_other": slow["ndcg@10"]["mean"] - fast["ndcg@10"]["mean"],
         }
         if same_threads:
             for name in ("s_per_epoch", "time_to_best_s", "train_s"):
@@ -108,7 +123,7 @@ def summarize(runs: list[dict]) -> dict:
         if common:
             out["paired_seeds"] = common
             out["bootstrap"] = paired_bootstrap([a[s] for s in common], [b[s] for s in common])
-        comparisons[f"{dataset}/{arch}"] = out
+        comparisons[f"{dataset}/{arch}/{mode}"] = out
     for entry in groups.values():
         entry.pop("_runs")
     return {"groups": groups, "comparisons": comparisons}
@@ -148,16 +163,16 @@ def markdown(summary: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for key, c in summary["comparisons"].items():
-        dataset, arch = key.split("/")
-        text = f"- {dataset} {arch}: "
+        dataset, arch, mode = key.split("/")
+        text = f"- {dataset} {arch}, {mode} against prefixes: "
         if c["same_threads"]:
             text += (
-                f"all_positions reaches its best valid {c['time_to_best_s_ratio']:.1f}x sooner "
+                f"best valid reached {c['time_to_best_s_ratio']:.1f}x sooner "
                 f"({c['s_per_epoch_ratio']:.1f}x less time per epoch); "
             )
         else:
             text += "thread counts differ, no time ratio; "
-        text += f"test NDCG@10 prefixes - all_positions {c['ndcg@10_prefixes_minus_all_positions']:+.4f}"
+        text += f"test NDCG@10 prefixes - {mode} {c['ndcg@10_prefixes_minus_other']:+.4f}"
         if "bootstrap" in c:
             b = c["bootstrap"]
             text += (
