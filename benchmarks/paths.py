@@ -150,8 +150,8 @@ def markdown(summary: dict) -> str:
         "times are training seconds, validation excluded):",
         "",
         "| dataset | architecture | path (models) | seeds | threads | epochs | epochs to best | s/epoch "
-        "| s to best valid | test NDCG@10 | test HR@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| s to best valid | best valid NDCG@10 | test NDCG@10 | test HR@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, e in summary["groups"].items():
         dataset, arch, mode = key.split("/")
@@ -159,7 +159,8 @@ def markdown(summary: dict) -> str:
         threads = ", ".join(str(t) if t else "default" for t in e["threads"])
         cells = [dataset, arch, f"{mode}{capped} ({', '.join(e['models'])})", str(len(e["seeds"])), threads]
         cells += [cell(e, "epochs", "{:.0f}"), cell(e, "epochs_to_best", "{:.0f}"), cell(e, "s_per_epoch", "{:.1f}")]
-        cells += [cell(e, "time_to_best_s", "{:.0f}"), cell(e, "ndcg@10", "{:.4f}"), cell(e, "hit@10", "{:.4f}")]
+        cells += [cell(e, "time_to_best_s", "{:.0f}"), cell(e, "valid_ndcg@10", "{:.4f}")]
+        cells += [cell(e, "ndcg@10", "{:.4f}"), cell(e, "hit@10", "{:.4f}")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for key, c in summary["comparisons"].items():
