@@ -4,7 +4,8 @@ Run: python benchmarks/paths.py --out benchmarks/results/paths-ml-100k-cpu RUNS 
 RUNS are run JSON files written by ``benchmarks/run.py`` or folders holding ``runs/*.json``.
 RecBole's ``SASRec`` (prefixes) and the plugin's ``SASRecAllPos`` are one architecture; any other
 model is compared with itself under another ``train_mode``. Writes ``table.md``, ``paths.json``,
-``meta.json`` (this command) and ``curves.png`` (valid NDCG@10 against training seconds) in ``--out``.
+``meta.json`` (this command) and ``curves.png`` (valid NDCG@10 against training seconds, one seed per
+path) in ``--out``.
 
 The speed-up is the ratio of mean time to best valid (prefixes / all_positions); it is given only
 when both paths ran with the same torch thread count. Time-capped runs are shown, marked, and
@@ -22,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from report import curves_plot, paired_bootstrap
+from report import paired_bootstrap
 
 ARCHITECTURE = {"SASRec": "SASRec", "SASRecAllPos": "SASRec"}  # model -> architecture it shares
 
@@ -184,6 +185,39 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves(runs: list[dict], png: Path) -> None:
+    """Valid NDCG@10 against training seconds: one curve per dataset / architecture / path (its lowest seed).
+
+    Args:
+        runs: run results (those without a ``valid_curve`` are skipped).
+        png: the file to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        key = (r["dataset"], ARCHITECTURE.get(r["model"], r["model"]), path_of(r))
+        if r["timings"].get("valid_curve") and not r.get("time_capped"):
+            first.setdefault(key, r)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (dataset, arch, path), r in sorted(first.items()):
+        curve = r["timings"]["valid_curve"]
+        label = f"{arch} {path} ({dataset}, seed {r['seed']})"
+        ax.plot([c["train_s"] for c in curve], [c["valid_score"] for c in curve], marker=".", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds (log)")
+    ax.set_ylabel("valid NDCG@10")
+    ax.set_title("validation score against training time, by training path")
+    if first:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for table.md, paths.json, meta.json, curves.png")
@@ -202,7 +236,7 @@ def main(argv=None) -> int:
     meta = {"argv": sys.argv, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     try:
-        curves_plot([str(f) for f in files], str(out / "curves.png"))
+        curves(runs, out / "curves.png")
     except ImportError:
         print("matplotlib is not installed: no curves plot", file=sys.stderr)
     return 0
