@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from report import paired_bootstrap
+from report import paired_bootstrap, save_valid_curves
 
 ARCHITECTURE = {"SASRec": "SASRec", "SASRecAllPos": "SASRec"}  # model -> architecture it shares
 
@@ -189,33 +189,19 @@ def curves(runs: list[dict], png: Path) -> None:
     """Valid NDCG@10 against training seconds: one curve per dataset / architecture / path (its lowest seed).
 
     Args:
-        runs: run results (those without a ``valid_curve`` are skipped).
+        runs: run results (those without a ``valid_curve`` or time-capped are skipped).
         png: the file to write.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     first = {}
     for r in sorted(runs, key=lambda r: r["seed"]):
         key = (r["dataset"], ARCHITECTURE.get(r["model"], r["model"]), path_of(r))
         if r["timings"].get("valid_curve") and not r.get("time_capped"):
             first.setdefault(key, r)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (dataset, arch, path), r in sorted(first.items()):
-        curve = r["timings"]["valid_curve"]
-        label = f"{arch} {path} ({dataset}, seed {r['seed']})"
-        ax.plot([c["train_s"] for c in curve], [c["valid_score"] for c in curve], marker=".", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("training seconds (log)")
-    ax.set_ylabel("valid NDCG@10")
-    ax.set_title("validation score against training time, by training path")
-    if first:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    series = [
+        (f"{arch} {path} ({dataset}, seed {r['seed']})", r["timings"]["valid_curve"])
+        for (dataset, arch, path), r in sorted(first.items())
+    ]
+    save_valid_curves(series, png, "validation score against training time, by training path")
 
 
 def main(argv=None) -> int:

@@ -277,23 +277,35 @@ def curves_plot(run_files: list[str], out: str) -> None:
         run_files: run JSON files written by ``benchmarks/run.py``.
         out: the PNG to write.
     """
+    series = []
+    for path in run_files:
+        run = json.loads(Path(path).read_text())
+        label = f"{run['model']} ({run.get('train_mode') or 'prefixes'}, {run['dataset']}, seed {run['seed']})"
+        series.append((label, run["timings"].get("valid_curve") or []))
+    save_valid_curves(series, out, "validation score against training time")
+
+
+def save_valid_curves(series: list[tuple[str, list[dict]]], out, title: str) -> None:
+    """Draws valid-score curves (``valid_curve`` points: ``train_s``, ``valid_score``) on a log time axis.
+
+    Args:
+        series: (label, curve) pairs; empty curves are skipped.
+        out: the PNG to write.
+        title: the plot title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for path in run_files:
-        run = json.loads(Path(path).read_text())
-        curve = run["timings"].get("valid_curve")
-        if not curve:
-            continue
-        label = f"{run['model']} ({run.get('train_mode') or 'prefixes'}, {run['dataset']}, seed {run['seed']})"
-        ax.plot([c["train_s"] for c in curve], [c["valid_score"] for c in curve], marker=".", label=label)
+    for label, curve in series:
+        if curve:
+            ax.plot([c["train_s"] for c in curve], [c["valid_score"] for c in curve], marker=".", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("training seconds (log)")
     ax.set_ylabel("valid NDCG@10")
-    ax.set_title("validation score against training time")
+    ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     fig.tight_layout()
