@@ -9,8 +9,8 @@ from recbole_rimirec.data.loaders import AllPositionsDataLoader, RandomCutDataLo
 from recbole_rimirec.data.preparation import create_dataset, data_preparation
 
 
-def build(tiny, **extra):
-    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "train_mode": "prefixes", **extra})
+def build(tiny, model="SASRecAllPos", **extra):
+    config = Config(model, "tiny", config_dict={**tiny, "train_mode": "prefixes", **extra})
     train, _, _ = data_preparation(config, create_dataset(config))
     return config, train._dataset
 
@@ -66,9 +66,11 @@ def test_all_positions_rejected_for_models_without_it(tiny):
         data_preparation(config, create_dataset(config))
 
 
-def test_stride_one_windows_give_every_user_the_prefix_loss(tiny):
-    # stride 1: every target keeps min(position, L) items of history, exactly RecBole's prefix row
-    config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=1)
+@pytest.mark.parametrize("model", ["SASRecAllPos", "RimiRec"])
+def test_stride_one_windows_give_every_user_the_prefix_loss(tiny, model):
+    # stride 1: every target keeps min(position, L) items of history, exactly RecBole's prefix row;
+    # RimiRec: generator, two-tower and global losses all at every causal position
+    config, ds = build(tiny, model, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=1)
     torch.manual_seed(0)
     model = config.model_class(config, ds).eval()  # dropout off
     _, _, offsets = train_sequences(ds)
