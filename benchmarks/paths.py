@@ -43,18 +43,22 @@ def run_files(paths: list[str]) -> list[Path]:
     return files
 
 
+PATH_KEYS = {"all_positions_stride": "stride", "train_batch_size": "batch"}  # set keys that make another path
+
+
 def path_of(run: dict) -> str:
-    """The training path of a run: its ``train_mode``, with the window stride when one was set.
+    """The training path of a run: its ``train_mode``, with the window stride or batch size when set.
 
     Args:
         run: a run result.
 
     Returns:
-        str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``.
+        str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``, ``all_positions batch 32``.
     """
-    mode = run.get("train_mode") or "prefixes"
-    stride = (run.get("config") or {}).get("all_positions_stride")
-    return f"{mode} stride {stride}" if mode == "all_positions" and stride else mode
+    config = run.get("config") or {}
+    parts = [run.get("train_mode") or "prefixes"]
+    parts += [f"{short} {config[key]}" for key, short in PATH_KEYS.items() if config.get(key) is not None]
+    return " ".join(parts)
 
 
 def _epochs_to_best(run: dict) -> int | None:

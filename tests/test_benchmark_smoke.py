@@ -108,6 +108,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
         _run("RimiRec", "all_positions", 1, 5.0, 9, 0.06, [0, 0], threads=1),
         _run("RimiRec", "prefixes", 1, 50.0, 1, 0.05, [0, 0], threads=2),
         {**_run("SASRecAllPos", "all_positions", 1, 20.0, 4, 0.06, [0, 0]), "config": {"all_positions_stride": 25}},
+        {**_run("SASRecAllPos", "all_positions", 1, 20.0, 4, 0.06, [0, 0]), "config": {"train_batch_size": 8}},
     ]
     summary = summarize(runs)
     sas = summary["comparisons"]["d/SASRec/all_positions"]
@@ -115,6 +116,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert sas["s_per_epoch_ratio"] == pytest.approx(20.0)
     assert summary["groups"]["d/SASRec/prefixes"]["seeds"] == [1]
     assert sas["paired_seeds"] == [1] and sas["bootstrap"]["mean"] == pytest.approx(0.0 - 1.0 / 2)
+    assert "d/SASRec/all_positions batch 8" in summary["groups"]
     strided = summary["comparisons"]["d/SASRec/all_positions stride 25"]  # its own path, not mixed in
     assert strided["time_to_best_s_ratio"] == pytest.approx(5.0) and sas["time_to_best_s_ratio"] == pytest.approx(10.0)
     rimi = summary["comparisons"]["d/RimiRec/all_positions"]
