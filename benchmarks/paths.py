@@ -23,9 +23,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from report import paired_bootstrap, save_valid_curves
+from report import flat_row, paired_bootstrap, save_valid_curves
 
 ARCHITECTURE = {"SASRec": "SASRec", "SASRecAllPos": "SASRec"}  # model -> architecture it shares
+# per-run values averaged over seeds (report.flat_row's names, plus epochs to best and HR@10)
+VALUES = ("epochs", "epochs_to_best", "s_per_epoch", "time_to_best_s", "train_s", "valid_ndcg@10", "ndcg@10", "hit@10")
 
 
 def run_files(paths: list[str]) -> list[Path]:
@@ -82,36 +84,29 @@ def summarize(runs: list[dict]) -> dict:
     for r in runs:
         key = (r["dataset"], ARCHITECTURE.get(r["model"], r["model"]), path_of(r))
         by[key].append(r)
-    groups = {}
+    groups, used_runs = {}, {}
     for (dataset, arch, mode), rs in sorted(by.items()):
-        uncapped = [r for r in rs if not r.get("time_capped")]
-        used = uncapped or rs
+        key = f"{dataset}/{arch}/{mode}"
+        used_runs[key] = used = [r for r in rs if not r.get("time_capped")] or rs
         entry = {
             "models": sorted({r["model"] for r in rs}),
             "seeds": sorted(r["seed"] for r in used),
-            "time_capped": not uncapped,
+            "time_capped": all(r.get("time_capped") for r in rs),
             "threads": sorted({r.get("torch_threads") for r in used}, key=str),
         }
-        values = {
-            "epochs": [r["timings"]["epochs"] for r in used],
-            "epochs_to_best": [_epochs_to_best(r) for r in used],
-            "s_per_epoch": [float(np.mean(r["timings"]["epoch_s"])) for r in used],
-            "time_to_best_s": [r["timings"].get("time_to_best_s") for r in used],
-            "train_s": [r["timings"]["train_s"] for r in used],
-            "ndcg@10": [r["test_result"]["ndcg@10"] for r in used],
-            "hit@10": [r["test_result"]["hit@10"] for r in used],
-            "valid_ndcg@10": [(r.get("best_valid_result") or {}).get("ndcg@10") for r in used],
-        }
-        for name, vals in values.items():
-            vals = [v for v in vals if v is not None]
+        rows = [
+            {**flat_row(r), "epochs_to_best": _epochs_to_best(r), "hit@10": r["test_result"]["hit@10"]} for r in used
+        ]
+        for name in VALUES:
+            vals = [row[name] for row in rows if row.get(name) is not None]
             if vals:
                 entry[name] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
-        groups[f"{dataset}/{arch}/{mode}"] = entry
-        groups[f"{dataset}/{arch}/{mode}"]["_runs"] = used
+        groups[key] = entry
     comparisons = {}
     for key, fast in groups.items():
         dataset, arch, mode = key.split("/")
-        slow = groups.get(f"{dataset}/{arch}/prefixes")
+        slow_key = f"{dataset}/{arch}/prefixes"
+        slow = groups.get(slow_key)
         if mode == "prefixes" or slow is None or slow["time_capped"] or fast["time_capped"]:
             continue
         same_threads = fast["threads"] == slow["threads"] and len(fast["threads"]) == 1
@@ -122,15 +117,13 @@ def summarize(runs: list[dict]) -> dict:
         if same_threads:
             for name in ("s_per_epoch", "time_to_best_s", "train_s"):
                 out[f"{name}_ratio"] = slow[name]["mean"] / fast[name]["mean"]
-        a = {r["seed"]: np.array(r["test_ranks"]) for r in slow["_runs"] if "test_ranks" in r}
-        b = {r["seed"]: np.array(r["test_ranks"]) for r in fast["_runs"] if "test_ranks" in r}
+        a = {r["seed"]: np.array(r["test_ranks"]) for r in used_runs[slow_key] if "test_ranks" in r}
+        b = {r["seed"]: np.array(r["test_ranks"]) for r in used_runs[key] if "test_ranks" in r}
         common = sorted(set(a) & set(b))
         if common:
             out["paired_seeds"] = common
             out["bootstrap"] = paired_bootstrap([a[s] for s in common], [b[s] for s in common])
-        comparisons[f"{dataset}/{arch}/{mode}"] = out
-    for entry in groups.values():
-        entry.pop("_runs")
+        comparisons[key] = out
     return {"groups": groups, "comparisons": comparisons}
 
 

@@ -89,7 +89,7 @@ def test_selection_coverage_counts_targets_inside_the_selected_nodes():
 
 def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False):
     timings = {"epochs": best_epoch + 3, "epoch_s": [epoch_s] * (best_epoch + 3), "train_s": epoch_s * (best_epoch + 3)}
-    timings.update(best_epoch=best_epoch, time_to_best_s=epoch_s * (best_epoch + 1))
+    timings.update(best_epoch=best_epoch, time_to_best_s=epoch_s * (best_epoch + 1), eval_s=1.0)
     return {
         "dataset": "d", "model": model, "seed": seed, "train_mode": mode, "timings": timings,
         "test_result": {"ndcg@10": ndcg, "hit@10": 2 * ndcg}, "test_ranks": ranks,
