@@ -14,6 +14,7 @@ writes the CSV, JSON, Markdown table and PNG plots.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -35,6 +36,27 @@ def parse_value(text: str):
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def record_command(meta_path: Path, argv: list[str]) -> None:
+    """Appends one command line to a results folder's ``meta.json``.
+
+    Benchmarks are often launched as two processes on one folder; the read-modify-write holds an
+    exclusive lock on a sibling ``.lock`` file and replaces the file atomically, so concurrent
+    starts neither interleave their writes nor drop each other's command.
+
+    Args:
+        meta_path: the folder's ``meta.json`` (created when missing).
+        argv: the command line to record.
+    """
+    with open(meta_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta.update({"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()})
+        meta.setdefault("commands", []).append(list(argv))
+        tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, meta_path)
 
 
 def main(argv=None) -> int:
@@ -76,11 +98,7 @@ def main(argv=None) -> int:
         per_model.setdefault(model, {})[key] = parse_value(value)
 
     plan = [(d, m, s) for d in args.datasets for s in args.seeds for m in args.models]
-    meta_path = out / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update({"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()})
-    meta.setdefault("commands", []).append(sys.argv)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    record_command(out / "meta.json", sys.argv)
     bar = tqdm(plan, desc="benchmark", unit="run")
     for dataset, model, seed in bar:
         path = out / "runs" / f"{dataset}__{model}__{seed}.json"

@@ -126,3 +126,27 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert main(["--out", str(tmp_path / "out"), *map(str, sorted(tmp_path.glob("r*.json")))]) == 0
     table = (tmp_path / "out" / "table.md").read_text()
     assert "10.0x sooner" in table and "thread counts differ" in table
+
+
+def _record_many(meta_path, tag):
+    from run import record_command
+
+    for i in range(20):
+        record_command(meta_path, ["run.py", tag, str(i)])
+
+
+def test_meta_keeps_every_command_when_two_processes_start_together(tmp_path):
+    """Two benchmark processes on one folder once left meta.json as invalid JSON with a command lost."""
+    import multiprocessing
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    meta_path = tmp_path / "meta.json"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(meta_path, tag)) for tag in ("a", "b", "c")]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    commands = json.loads(meta_path.read_text())["commands"]
+    assert sorted(map(tuple, commands)) == sorted(("run.py", t, str(i)) for t in "abc" for i in range(20))
+    assert not list(tmp_path.glob("*.tmp"))
