@@ -22,9 +22,7 @@ def block(folder: Path) -> str:
     lines = [f"#### `{rel}`", ""]
     commands = ([meta["argv"]] if "argv" in meta else []) + meta.get("commands", [])
     for argv in commands:
-        # paths shown from the repository root, wherever the run was started from
-        shown = [_from_root(a) for a in argv]
-        lines.append(f"- `python {' '.join(shown)}`")
+        lines.append(command_line(argv))
     if commands:
         lines.append(f"\nMachine: {meta.get('cpu_count')} cores ({meta.get('machine')}), CPU only.")
         threads = _threads(folder)
@@ -39,6 +37,36 @@ def block(folder: Path) -> str:
     for png in sorted(folder.glob("*.png")):
         lines.append(f"![{png.stem}]({png.resolve().relative_to(ROOT)})")
     return "\n".join(lines) + "\n"
+
+
+def command_line(argv: list[str]) -> str:
+    """One recorded command as a README bullet a user can run.
+
+    Paths are shown from the repository root, wherever the run was started from. A run continued
+    from a checkpoint (``--set resume_from=...``) is shown without it, since checkpoints are not
+    committed: run whole, the command gives the same result (resuming is exact, see README).
+
+    Args:
+        argv: the command line as run.py recorded it in meta.json.
+
+    Returns:
+        A Markdown bullet.
+    """
+    shown, resumed, i = [], False, 0
+    while i < len(argv):
+        if argv[i] == "--set":
+            values = []
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                resumed |= argv[i].startswith("resume_from=")
+                values += [] if argv[i].startswith("resume_from=") else [argv[i]]
+                i += 1
+            shown += ["--set", *values] if values else []
+            continue
+        shown.append(argv[i])
+        i += 1
+    note = " (continued from a time-capped run's checkpoint)" if resumed else ""
+    return f"- `python {' '.join(_from_root(a) for a in shown)}`{note}"
 
 
 def _from_root(arg: str) -> str:

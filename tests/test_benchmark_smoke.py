@@ -150,3 +150,18 @@ def test_meta_keeps_every_command_when_two_processes_start_together(tmp_path):
     commands = json.loads(meta_path.read_text())["commands"]
     assert sorted(map(tuple, commands)) == sorted(("run.py", t, str(i)) for t in "abc" for i in range(20))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_readme_commands_leave_out_local_checkpoints():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from readme import command_line
+
+    argv = ["benchmarks/run.py", "--models", "SASRec", "--set", "resume_from=/x/benchmarks/results/a/c-last.pth",
+            "epochs=3", "--out", "/home/u/repo/benchmarks/results/a"]  # fmt: skip
+    line = command_line(argv)
+    assert line.startswith("- `python benchmarks/run.py --models SASRec --set epochs=3 --out benchmarks/results/a`")
+    assert "resume_from" not in line and "continued" in line
+    assert command_line(["benchmarks/run.py", "--set", "resume_from=a.pth"]) == (
+        "- `python benchmarks/run.py` (continued from a time-capped run's checkpoint)"
+    )
+    assert "continued" not in command_line(["benchmarks/run.py", "--set", "epochs=3"])
