@@ -90,3 +90,27 @@ def test_bad_stride_is_a_one_line_error(tiny, stride):
     config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=stride)
     with pytest.raises(ConfigError, match=r"all_positions_stride .* not an integer in \[1, 8\]"):
         AllPositionsDataLoader(config, ds)
+
+
+def test_length_grouped_epochs_cover_every_window_with_less_padding(tiny):
+    config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=30, all_positions_group_by_length=True, train_batch_size=8)
+    grouped = AllPositionsDataLoader(config, ds, shuffle=True)
+    plain = AllPositionsDataLoader(build(tiny, MAX_ITEM_LIST_LENGTH=30, train_batch_size=8)[0], ds, shuffle=True)
+    targets = ds.iid_field + "_targets"
+
+    def epoch(loader):
+        batches = list(loader)
+        # each window as (user, sum of its target ids): the same multiset in both epochs
+        rows = sorted(
+            pair for b in batches for pair in zip(b[ds.uid_field].tolist(), b[targets].sum(1).tolist(), strict=True)
+        )
+        return rows, sum(b[ds.item_id_list_field].numel() for b in batches)
+
+    rows_g, width_g = epoch(grouped)
+    rows_p, width_p = epoch(plain)
+    assert rows_g == rows_p  # the same windows, each once per epoch
+    assert width_g < width_p  # fewer padded positions computed
+    again = AllPositionsDataLoader(config, ds, shuffle=True)
+    assert [b[ds.uid_field].tolist() for b in again] == [
+        b[ds.uid_field].tolist() for b in AllPositionsDataLoader(config, ds, shuffle=True)
+    ]

@@ -47,7 +47,14 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("model, extra", [("SASRecAllPos", {}), ("ComiRecSA", {"train_mode": "random_cut"})])
+@pytest.mark.parametrize(
+    "model, extra",
+    [
+        ("SASRecAllPos", {}),
+        ("SASRecAllPos", {"all_positions_group_by_length": True}),
+        ("ComiRecSA", {"train_mode": "random_cut"}),
+    ],
+)
 def test_interrupted_training_resumes_to_the_same_result(tiny, monkeypatch, model, extra):
     from recbole_rimirec import trainer as trainer_module
 

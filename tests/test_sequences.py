@@ -2,7 +2,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_rimirec.data.sequences import all_position_windows, random_cuts, sequences_from_prefix_rows
+from recbole_rimirec.data.sequences import (
+    GROUP_BATCHES,
+    all_position_windows,
+    length_grouped_order,
+    random_cuts,
+    sequences_from_prefix_rows,
+)
 
 
 def prefix_rows(seqs, max_len):
@@ -96,3 +102,32 @@ def test_overlapping_windows_keep_every_target_once_with_enough_history(seqs, ma
             assert target == s[p + 1]
             assert history >= min(p + 1, max_len - stride + 1)  # prefixes give min(p + 1, max_len)
         assert lengths[np.flatnonzero(owner == u)[0]] == min(max_len, len(s) - 1)  # most recent window full
+
+
+def _padded_cost(lengths, order, batch_size):
+    return sum(
+        lengths[order[i : i + batch_size]].max() * len(order[i : i + batch_size])
+        for i in range(0, len(order), batch_size)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=400), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_length_grouped_batches_are_a_permutation_with_no_more_padding(lengths, batch_size, seed):
+    lengths = np.array(lengths)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(lengths))
+    batch_perm = rng.permutation(len(lengths) // batch_size)
+    order = length_grouped_order(lengths, batch_size, perm, batch_perm)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    # The loader cuts consecutive slices: each must be one sorted batch (same group, contiguous lengths).
+    # The loader cuts consecutive slices: each must be one batch of a group sorted by length.
+    groups = [perm[i : i + GROUP_BATCHES * batch_size] for i in range(0, len(perm), GROUP_BATCHES * batch_size)]
+    ranked = [sorted(g.tolist(), key=lambda r: (lengths[r], list(g).index(r))) for g in groups]
+    expected = [frozenset(g[i : i + batch_size]) for g in ranked for i in range(0, len(g), batch_size)]
+    assert sorted(map(sorted, map(frozenset, batches))) == sorted(map(sorted, expected))
+    assert len(batches[-1]) == len(expected[-1])  # a short batch stays last
+    if len(lengths) % batch_size == 0:
+        # With full batches, sorted cuts of each group of the random order can only lower the padded work.
+        assert _padded_cost(lengths, order, batch_size) <= _padded_cost(lengths, perm, batch_size)

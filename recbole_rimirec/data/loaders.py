@@ -13,7 +13,12 @@ import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 
-from recbole_rimirec.data.sequences import all_position_windows, random_cuts, sequences_from_prefix_rows
+from recbole_rimirec.data.sequences import (
+    all_position_windows,
+    length_grouped_order,
+    random_cuts,
+    sequences_from_prefix_rows,
+)
 from recbole_rimirec.errors import ConfigError
 
 
@@ -88,7 +93,9 @@ class AllPositionsDataLoader(TrainDataLoader):
 
     ``all_positions_stride`` below ``MAX_ITEM_LIST_LENGTH`` makes long sequences' windows overlap,
     so every target keeps at least ``MAX_ITEM_LIST_LENGTH - stride`` items of history (see
-    :func:`~recbole_rimirec.data.sequences.all_position_windows`).
+    :func:`~recbole_rimirec.data.sequences.all_position_windows`). ``all_positions_group_by_length``
+    draws batches of similar-length windows (see
+    :func:`~recbole_rimirec.data.sequences.length_grouped_order`), so padding is trimmed away.
 
     Args:
         config: the run's Config.
@@ -105,6 +112,10 @@ class AllPositionsDataLoader(TrainDataLoader):
                 f"all_positions_stride {stride!r} is not an integer in [1, {max_len}] (MAX_ITEM_LIST_LENGTH)"
             )
         owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
+        self._group = config["all_positions_group_by_length"]
+        if self._group and not config["single_spec"]:
+            raise ConfigError("all_positions_group_by_length is not supported with several processes; set it to False")
+        self._lengths, self._order = lengths, np.arange(len(lengths))
         rows = Interaction(
             {
                 dataset.uid_field: torch.from_numpy(users[owner]),
@@ -113,11 +124,21 @@ class AllPositionsDataLoader(TrainDataLoader):
                 targets_field(dataset): torch.from_numpy(targets),
             }
         )
-        super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle)
+        # With grouping, __iter__ draws each epoch's batches and torch reads them in order.
+        super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle and not self._group)
+        self.shuffle = shuffle
+
+    def __iter__(self):
+        if self._group and self.shuffle:
+            n_full = len(self._lengths) // self.step
+            perm = torch.randperm(len(self._lengths), generator=self.generator).numpy()
+            batch_perm = torch.randperm(n_full, generator=self.generator).numpy()
+            self._order = length_grouped_order(self._lengths, self.step, perm, batch_perm)
+        return super().__iter__()
 
     def collate_fn(self, index):
         ds = self._dataset
-        batch = super().collate_fn(index)
+        batch = super().collate_fn(self._order[np.asarray(index)])
         return trim_padding(batch, [ds.item_id_list_field, targets_field(ds)], ds.item_list_length_field)
 
 

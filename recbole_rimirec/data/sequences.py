@@ -125,3 +125,39 @@ def random_cuts(
     pos = offsets[rows][:, None] + (cut - length)[:, None] + col
     history = np.where(valid, flat[np.where(valid, pos, 0)], 0)
     return history.astype(np.int64), length.astype(np.int64), flat[offsets[rows] + cut].astype(np.int64)
+
+
+GROUP_BATCHES = 50  # batches per sorted group: enough to find similar lengths, few enough to stay random
+
+
+def length_grouped_order(lengths: np.ndarray, batch_size: int, perm: np.ndarray, batch_perm: np.ndarray) -> np.ndarray:
+    """Orders rows so each batch holds rows of similar length, batches still in random order.
+
+    The rows, in the random order ``perm``, are cut into groups of ``GROUP_BATCHES`` batches; each
+    group is sorted by length and cut into batches; the full batches are then put in the order
+    ``batch_perm``, a short last batch stays last. Batches padded to their longest row then hold
+    little padding.
+
+    Args:
+        lengths: [N] length of each row.
+        batch_size: rows per batch.
+        perm: [N] a random permutation of the rows.
+        batch_perm: a random permutation of ``range(N // batch_size)`` (the full batches).
+
+    Returns:
+        [N] the row order, a permutation of ``range(N)``; consecutive ``batch_size`` slices are the batches.
+    """
+    lengths, perm = np.asarray(lengths), np.asarray(perm)
+    group = GROUP_BATCHES * batch_size
+    sorted_rows = np.concatenate(
+        [
+            perm[i : i + group][np.argsort(lengths[perm[i : i + group]], kind="stable")]
+            for i in range(0, len(perm), group)
+        ]
+        or [np.zeros(0, dtype=np.int64)]
+    )
+    # Only the last group can be short, so only the last batch can be: it stays last, where the
+    # loader's consecutive slices of batch_size find it.
+    full = len(sorted_rows) // batch_size
+    batches = sorted_rows[: full * batch_size].reshape(full, batch_size)[np.asarray(batch_perm, dtype=np.int64)]
+    return np.concatenate([batches.reshape(-1), sorted_rows[full * batch_size :]]).astype(np.int64)
