@@ -114,3 +114,24 @@ def test_length_grouped_epochs_cover_every_window_with_less_padding(tiny):
     assert [b[ds.uid_field].tolist() for b in again] == [
         b[ds.uid_field].tolist() for b in AllPositionsDataLoader(config, ds, shuffle=True)
     ]
+
+
+@pytest.mark.parametrize("model", ["SASRecAllPos", "RimiRec"])
+def test_length_grouped_batches_weigh_every_target_the_same(tiny, model):
+    """A mean per grouped batch would weigh a target in a batch of short windows more; the loss is
+    rescaled so that the epoch's summed loss is the same however the windows are batched."""
+    config, ds = build(tiny, model, MAX_ITEM_LIST_LENGTH=30, all_positions_group_by_length=True, train_batch_size=8)
+    torch.manual_seed(0)
+    net = config.model_class(config, ds).eval()  # dropout off
+    loader = AllPositionsDataLoader(config, ds, shuffle=True)
+    targets = ds.iid_field + "_targets"
+    windows = loader._dataset.inter_feat
+    per_window = float((windows[targets] > 0).sum(1).float().mean())
+    with torch.no_grad():
+        epoch = sum(net.calculate_loss(b) * len(b) for b in loader)  # sum over batches of loss x rows
+        del windows.interaction[targets + "_norm"]  # the plain mean over every target of the epoch
+        mean_all = net.calculate_loss(windows)
+    n_targets = int((windows[targets] > 0).sum())
+    # RimiRec's tower loss is a mean over (position, tree level) pairs and leaves sit at different
+    # depths, so its per-target weight is even only up to the batch's mix of depths.
+    assert torch.allclose(epoch, mean_all * n_targets / per_window, rtol=1e-5 if model == "SASRecAllPos" else 1e-3)

@@ -34,6 +34,30 @@ def targets_field(dataset) -> str:
     return dataset.iid_field + "_targets"
 
 
+def epoch_weighted(loss: torch.Tensor, n_targets: torch.Tensor, interaction, targets: str) -> torch.Tensor:
+    """Turns a batch's mean loss over its targets into an even share of the epoch's loss.
+
+    A mean over each batch's targets weighs a target by 1 / (targets in its batch). Random batches
+    hold about the same number of targets, so that is about even; length-grouped batches do not
+    (a batch of short windows holds a few targets, one of full windows many), so the loader adds a
+    ``<targets>_norm`` field (the epoch's mean targets per window, on every row) and the loss becomes
+    sum / (rows x mean targets per window): every target weighs the same, as in random batches.
+
+    Args:
+        loss: the batch's loss, a mean over its ``n_targets`` targets.
+        n_targets: number of targets in the batch.
+        interaction: the batch.
+        targets: name of the per-position target field.
+
+    Returns:
+        ``loss``, rescaled when the batch carries ``<targets>_norm``.
+    """
+    norm = targets + "_norm"
+    if norm not in interaction:
+        return loss
+    return loss * n_targets / interaction[norm].sum()
+
+
 def train_sequences(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's training sequence, rebuilt from a built train split.
 
@@ -116,14 +140,15 @@ class AllPositionsDataLoader(TrainDataLoader):
         if self._group and not config["single_spec"]:
             raise ConfigError("all_positions_group_by_length is not supported with several processes; set it to False")
         self._lengths, self._order = lengths, np.arange(len(lengths))
-        rows = Interaction(
-            {
-                dataset.uid_field: torch.from_numpy(users[owner]),
-                dataset.item_id_list_field: torch.from_numpy(inputs),
-                dataset.item_list_length_field: torch.from_numpy(lengths),
-                targets_field(dataset): torch.from_numpy(targets),
-            }
-        )
+        columns = {
+            dataset.uid_field: torch.from_numpy(users[owner]),
+            dataset.item_id_list_field: torch.from_numpy(inputs),
+            dataset.item_list_length_field: torch.from_numpy(lengths),
+            targets_field(dataset): torch.from_numpy(targets),
+        }
+        if self._group:  # see epoch_weighted
+            columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), float((targets > 0).sum(1).mean()))
+        rows = Interaction(columns)
         # With grouping, __iter__ draws each epoch's batches and torch reads them in order.
         super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle and not self._group)
         self.shuffle = shuffle

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.layers import TransformerEncoder
 
+from recbole_rimirec.data.loaders import epoch_weighted
 from recbole_rimirec.data.tree_dataset import TreeDataset
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.generator import TreeGenerator
@@ -140,7 +141,7 @@ class RimiRec(SequentialRecommender):
         loss = loss + self.generator_weight * self.generator.loss(h, target)
         if self.global_weight:
             loss = loss + self.global_weight * F.cross_entropy(h @ weight.T, target)
-        return loss
+        return epoch_weighted(loss, len(target), interaction, self.TARGETS)
 
     # ----- scoring -----
     def full_sort_predict(self, interaction):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
+from recbole_rimirec.data.loaders import epoch_weighted
 from recbole_rimirec.errors import ConfigError
 
 
@@ -59,4 +60,4 @@ class SASRecAllPos(SASRec):
         hidden = self.encode_all(interaction[self.ITEM_SEQ])  # [B, L, H]
         keep = targets > 0
         logits = hidden[keep] @ self.item_embedding.weight.T  # [N, n_items]
-        return F.cross_entropy(logits, targets[keep])
+        return epoch_weighted(F.cross_entropy(logits, targets[keep]), keep.sum(), interaction, self.TARGETS)
