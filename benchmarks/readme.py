@@ -65,7 +65,7 @@ def command_line(argv: list[str]) -> str:
             continue
         shown.append(argv[i])
         i += 1
-    note = " (continued from a time-capped run's checkpoint)" if resumed else ""
+    note = " (continued from an earlier run's checkpoint)" if resumed else ""
     return f"- `python {' '.join(_from_root(a) for a in shown)}`{note}"
 
 

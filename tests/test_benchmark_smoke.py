@@ -162,6 +162,6 @@ def test_readme_commands_leave_out_local_checkpoints():
     assert line.startswith("- `python benchmarks/run.py --models SASRec --set epochs=3 --out benchmarks/results/a`")
     assert "resume_from" not in line and "continued" in line
     assert command_line(["benchmarks/run.py", "--set", "resume_from=a.pth"]) == (
-        "- `python benchmarks/run.py` (continued from a time-capped run's checkpoint)"
+        "- `python benchmarks/run.py` (continued from an earlier run's checkpoint)"
     )
     assert "continued" not in command_line(["benchmarks/run.py", "--set", "epochs=3"])
