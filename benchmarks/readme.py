@@ -58,8 +58,10 @@ def command_line(argv: list[str]) -> str:
             values = []
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
-                resumed |= argv[i].startswith("resume_from=")
-                values += [] if argv[i].startswith("resume_from=") else [argv[i]]
+                if argv[i].startswith("resume_from="):
+                    resumed = True
+                else:
+                    values.append(argv[i])
                 i += 1
             shown += ["--set", *values] if values else []
             continue
