@@ -7,8 +7,10 @@ model is compared with itself under another ``train_mode``. Writes ``table.md``,
 ``meta.json`` (this command) and ``curves.png`` (valid NDCG@10 against training seconds, one seed per
 path) in ``--out``.
 
-The speed-up is the ratio of mean time to best valid (prefixes / all_positions); it is given only
-when both paths ran with the same torch thread count. Time-capped runs are shown, marked, and
+Every path is compared with the architecture's prefixes, and a length-grouped path
+(``all_positions_group_by_length``) also with the same path ungrouped. The speed-up is the ratio of
+mean time to best valid (baseline / other); it is given only when both paths ran with the same torch
+thread count. Time-capped runs are shown, marked, and
 never enter a ratio or a difference.
 """
 
@@ -45,22 +47,44 @@ def run_files(paths: list[str]) -> list[Path]:
     return files
 
 
-PATH_KEYS = {"all_positions_stride": "stride", "train_batch_size": "batch"}  # set keys that make another path
+# set keys that make another path (a flag's name stands alone when true)
+PATH_KEYS = {"all_positions_stride": "stride", "train_batch_size": "batch", "all_positions_group_by_length": "grouped"}
+GROUPED = " grouped"
 
 
 def path_of(run: dict) -> str:
-    """The training path of a run: its ``train_mode``, with the window stride or batch size when set.
+    """The training path of a run: its ``train_mode``, with the window stride, batch size or grouping when set.
 
     Args:
         run: a run result.
 
     Returns:
-        str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``, ``all_positions batch 32``.
+        str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``, ``all_positions batch 32``,
+        ``all_positions grouped``.
     """
     config = run.get("config") or {}
     parts = [run.get("train_mode") or "prefixes"]
-    parts += [f"{short} {config[key]}" for key, short in PATH_KEYS.items() if config.get(key) is not None]
+    for key, short in PATH_KEYS.items():
+        value = config.get(key)
+        if isinstance(value, bool):
+            parts += [short] if value else []
+        elif value is not None:
+            parts.append(f"{short} {value}")
     return " ".join(parts)
+
+
+def baselines_of(mode: str) -> list[str]:
+    """The paths a path is compared with: prefixes, and for a length-grouped path the same path ungrouped.
+
+    Args:
+        mode: a path as :func:`path_of` names it.
+
+    Returns:
+        list[str]: baseline paths (none for ``prefixes`` itself).
+    """
+    if mode == "prefixes":
+        return []
+    return ["prefixes"] + ([mode.replace(GROUPED, "")] if GROUPED in mode else [])
 
 
 def _epochs_to_best(run: dict) -> int | None:
@@ -105,26 +129,34 @@ def summarize(runs: list[dict]) -> dict:
     comparisons = {}
     for key, fast in groups.items():
         dataset, arch, mode = key.split("/")
-        slow_key = f"{dataset}/{arch}/prefixes"
-        slow = groups.get(slow_key)
-        if mode == "prefixes" or slow is None or slow["time_capped"] or fast["time_capped"]:
-            continue
-        same_threads = fast["threads"] == slow["threads"] and len(fast["threads"]) == 1
-        out = {
-            "same_threads": same_threads,
-            "ndcg@10_prefixes_minus_other": slow["ndcg@10"]["mean"] - fast["ndcg@10"]["mean"],
-        }
-        if same_threads:
-            for name in ("s_per_epoch", "time_to_best_s", "train_s"):
-                out[f"{name}_ratio"] = slow[name]["mean"] / fast[name]["mean"]
-        a = {r["seed"]: np.array(r["test_ranks"]) for r in used_runs[slow_key] if "test_ranks" in r}
-        b = {r["seed"]: np.array(r["test_ranks"]) for r in used_runs[key] if "test_ranks" in r}
-        common = sorted(set(a) & set(b))
-        if common:
-            out["paired_seeds"] = common
-            out["bootstrap"] = paired_bootstrap([a[s] for s in common], [b[s] for s in common])
-        comparisons[key] = out
+        for base in baselines_of(mode):
+            slow_key = f"{dataset}/{arch}/{base}"
+            slow = groups.get(slow_key)
+            if slow is None or slow["time_capped"] or fast["time_capped"]:
+                continue
+            name = key if base == "prefixes" else f"{key} vs {base}"
+            comparisons[name] = _compare(slow, fast, used_runs[slow_key], used_runs[key], base)
     return {"groups": groups, "comparisons": comparisons}
+
+
+def _compare(slow: dict, fast: dict, slow_runs: list[dict], fast_runs: list[dict], base: str) -> dict:
+    """Time ratios (base / other, same thread count only) and test NDCG@10 of base minus other."""
+    same_threads = fast["threads"] == slow["threads"] and len(fast["threads"]) == 1
+    out = {
+        "base": base,
+        "same_threads": same_threads,
+        "ndcg@10_base_minus_other": slow["ndcg@10"]["mean"] - fast["ndcg@10"]["mean"],
+    }
+    if same_threads:
+        for name in ("s_per_epoch", "time_to_best_s", "train_s"):
+            out[f"{name}_ratio"] = slow[name]["mean"] / fast[name]["mean"]
+    a = {r["seed"]: np.array(r["test_ranks"]) for r in slow_runs if "test_ranks" in r}
+    b = {r["seed"]: np.array(r["test_ranks"]) for r in fast_runs if "test_ranks" in r}
+    common = sorted(set(a) & set(b))
+    if common:
+        out["paired_seeds"] = common
+        out["bootstrap"] = paired_bootstrap([a[s] for s in common], [b[s] for s in common])
+    return out
 
 
 def markdown(summary: dict) -> str:
@@ -162,8 +194,9 @@ def markdown(summary: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for key, c in summary["comparisons"].items():
-        dataset, arch, mode = key.split("/")
-        text = f"- {dataset} {arch}, {mode} against prefixes: "
+        dataset, arch, mode = key.split(" vs ")[0].split("/")
+        base = c["base"]
+        text = f"- {dataset} {arch}, {mode} against {base}: "
         if c["same_threads"]:
             text += (
                 f"best valid reached {c['time_to_best_s_ratio']:.1f}x sooner "
@@ -171,7 +204,7 @@ def markdown(summary: dict) -> str:
             )
         else:
             text += "thread counts differ, no time ratio; "
-        text += f"test NDCG@10 prefixes - {mode} {c['ndcg@10_prefixes_minus_other']:+.4f}"
+        text += f"test NDCG@10 {base} - {mode} {c['ndcg@10_base_minus_other']:+.4f}"
         if "bootstrap" in c:
             b = c["bootstrap"]
             text += (

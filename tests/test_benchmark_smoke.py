@@ -109,6 +109,14 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
         _run("RimiRec", "prefixes", 1, 50.0, 1, 0.05, [0, 0], threads=2),
         {**_run("SASRecAllPos", "all_positions", 1, 20.0, 4, 0.06, [0, 0]), "config": {"all_positions_stride": 25}},
         {**_run("SASRecAllPos", "all_positions", 1, 20.0, 4, 0.06, [0, 0]), "config": {"train_batch_size": 8}},
+        {
+            **_run("SASRecAllPos", "all_positions", 1, 2.5, 9, 0.07, [0, 0]),
+            "config": {"all_positions_group_by_length": True},
+        },
+        {
+            **_run("SASRecAllPos", "all_positions", 2, 5.0, 9, 0.06, [0, 0]),
+            "config": {"all_positions_group_by_length": False},
+        },
     ]
     summary = summarize(runs)
     sas = summary["comparisons"]["d/SASRec/all_positions"]
@@ -119,6 +127,11 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert "d/SASRec/all_positions batch 8" in summary["groups"]
     strided = summary["comparisons"]["d/SASRec/all_positions stride 25"]  # its own path, not mixed in
     assert strided["time_to_best_s_ratio"] == pytest.approx(5.0) and sas["time_to_best_s_ratio"] == pytest.approx(10.0)
+    assert summary["groups"]["d/SASRec/all_positions"]["seeds"] == [1, 2]  # grouping off: the same path
+    grouped = summary["comparisons"]["d/SASRec/all_positions grouped vs all_positions"]
+    assert grouped["base"] == "all_positions" and grouped["time_to_best_s_ratio"] == pytest.approx(2.0)
+    assert grouped["ndcg@10_base_minus_other"] == pytest.approx(-0.01)
+    assert summary["comparisons"]["d/SASRec/all_positions grouped"]["base"] == "prefixes"
     rimi = summary["comparisons"]["d/RimiRec/all_positions"]
     assert not rimi["same_threads"] and "time_to_best_s_ratio" not in rimi  # 1 vs 2 threads: no ratio
     for i, run in enumerate(runs):
@@ -126,6 +139,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert main(["--out", str(tmp_path / "out"), *map(str, sorted(tmp_path.glob("r*.json")))]) == 0
     table = (tmp_path / "out" / "table.md").read_text()
     assert "10.0x sooner" in table and "thread counts differ" in table
+    assert "all_positions grouped against all_positions: best valid reached 2.0x sooner" in table
 
 
 def _record_many(meta_path, tag):
