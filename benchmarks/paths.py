@@ -65,7 +65,7 @@ def path_of(run: dict) -> str:
     config = run.get("config") or {}
     parts = [run.get("train_mode") or "prefixes"]
     for key, short in PATH_KEYS.items():
-        value = config.get(key)
+        value = run[key] if key in run else config.get(key)  # the effective value, else the --set one (older runs)
         if isinstance(value, bool):
             parts += [short] if value else []
         elif value is not None:

@@ -19,6 +19,9 @@ from recbole_rimirec.data.preparation import create_dataset, data_preparation
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
 
+# options of the all_positions path a result records (their effective values, defaults included)
+ALL_POSITIONS_KEYS = ("all_positions_stride", "all_positions_group_by_length")
+
 
 def _metrics(result) -> dict | None:
     return None if result is None else {k: float(v) for k, v in result.items()}
@@ -43,7 +46,9 @@ def run(
         saved: keep the best checkpoint and test it (else the last weights are tested).
 
     Returns:
-        dict: ``model``, ``dataset``, ``seed``, ``best_valid_result``, ``test_result``, ``timings``
+        dict: ``model``, ``dataset``, ``seed``, ``train_mode`` (with ``all_positions``: the effective
+        ``all_positions_stride`` and ``all_positions_group_by_length``), ``best_valid_result``, ``test_result``,
+        ``timings``
         (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
         training seconds up to the best validation, ``valid_curve``: the valid score after each
         validation with the epochs and training seconds behind it), ``checkpoint``, ``last_checkpoint``,
@@ -92,6 +97,7 @@ def run(
         "dataset": config["dataset"],
         "seed": config["seed"],
         "train_mode": config["train_mode"] or "prefixes",
+        **{key: config[key] for key in ALL_POSITIONS_KEYS if config["train_mode"] == "all_positions"},
         "best_valid_result": _metrics(best_valid_result),
         "test_result": _metrics(test_result),
         "timings": {

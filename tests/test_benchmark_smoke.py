@@ -113,10 +113,8 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
             **_run("SASRecAllPos", "all_positions", 1, 2.5, 9, 0.07, [0, 0]),
             "config": {"all_positions_group_by_length": True},
         },
-        {
-            **_run("SASRecAllPos", "all_positions", 2, 5.0, 9, 0.06, [0, 0]),
-            "config": {"all_positions_group_by_length": False},
-        },
+        {**_run("SASRecAllPos", "all_positions", 2, 5.0, 9, 0.06, [0, 0]), "all_positions_group_by_length": False},
+        {**_run("SASRecAllPos", "all_positions", 3, 20.0, 4, 0.06, [0, 0]), "all_positions_stride": 25},  # recorded
     ]
     summary = summarize(runs)
     sas = summary["comparisons"]["d/SASRec/all_positions"]
@@ -128,6 +126,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     strided = summary["comparisons"]["d/SASRec/all_positions stride 25"]  # its own path, not mixed in
     assert strided["time_to_best_s_ratio"] == pytest.approx(5.0) and sas["time_to_best_s_ratio"] == pytest.approx(10.0)
     assert summary["groups"]["d/SASRec/all_positions"]["seeds"] == [1, 2]  # grouping off: the same path
+    assert summary["groups"]["d/SASRec/all_positions stride 25"]["seeds"] == [1, 3]  # set or recorded: one path
     grouped = summary["comparisons"]["d/SASRec/all_positions grouped vs all_positions"]
     assert grouped["base"] == "all_positions" and grouped["time_to_best_s_ratio"] == pytest.approx(2.0)
     assert grouped["ndcg@10_base_minus_other"] == pytest.approx(-0.01)

@@ -18,6 +18,8 @@ TIMINGS = {"data_s", "train_s", "epochs", "epoch_s", "eval_s"}
 def test_run_reports_and_checkpoint_loads_weights_only(tiny):
     result = run("SASRecAllPos", "tiny", config_dict=tiny)
     assert KEYS <= set(result) and TIMINGS <= set(result["timings"])
+    assert result["train_mode"] == "all_positions"  # with its options' effective values (defaults)
+    assert result["all_positions_stride"] is None and result["all_positions_group_by_length"] is False
     assert result["timings"]["epochs"] == 2 and len(result["timings"]["epoch_s"]) == 2
     assert 0 <= result["timings"]["best_epoch"] <= 1
     assert result["timings"]["time_to_best_s"] <= sum(result["timings"]["epoch_s"])
@@ -34,6 +36,7 @@ def test_run_reports_and_checkpoint_loads_weights_only(tiny):
 def test_recbole_builtin_runs_unchanged(tiny):
     result = run("Pop", "tiny", config_dict=tiny)
     assert result["test_result"]["hit@50"] > 0
+    assert "all_positions_stride" not in result  # not on the all_positions path
 
 
 def test_cli_writes_complete_json(tiny, tmp_path):
