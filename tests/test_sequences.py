@@ -121,10 +121,9 @@ def test_length_grouped_batches_are_a_permutation_with_no_more_padding(lengths, 
     order = length_grouped_order(lengths, batch_size, perm, batch_perm)
     assert sorted(order.tolist()) == list(range(len(lengths)))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    # The loader cuts consecutive slices: each must be one sorted batch (same group, contiguous lengths).
-    # The loader cuts consecutive slices: each must be one batch of a group sorted by length.
+    # The loader cuts consecutive slices: each must be one batch of a group sorted by length (ties in perm order).
     groups = [perm[i : i + GROUP_BATCHES * batch_size] for i in range(0, len(perm), GROUP_BATCHES * batch_size)]
-    ranked = [sorted(g.tolist(), key=lambda r: (lengths[r], list(g).index(r))) for g in groups]
+    ranked = [[r for _, _, r in sorted((lengths[r], k, r) for k, r in enumerate(g))] for g in groups]
     expected = [frozenset(g[i : i + batch_size]) for g in ranked for i in range(0, len(g), batch_size)]
     assert sorted(map(sorted, map(frozenset, batches))) == sorted(map(sorted, expected))
     assert len(batches[-1]) == len(expected[-1])  # a short batch stays last
