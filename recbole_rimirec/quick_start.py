@@ -23,6 +23,20 @@ from recbole_rimirec.utils import get_trainer
 ALL_POSITIONS_KEYS = ("all_positions_stride", "all_positions_group_by_length")
 
 
+def _make_dirs(config) -> None:
+    """Creates the folders RecBole writes into before RecBole's own check-then-create does.
+
+    RecBole's ``ensure_dir`` (called by ``init_logger`` for ``./log/<model>`` and by the trainer for
+    ``checkpoint_dir``) raises ``FileExistsError`` when another run creates the folder between its
+    check and its ``os.makedirs``: two runs started together in a fresh folder crash one of them.
+
+    Args:
+        config: the run's Config.
+    """
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)  # RecBole's LOGROOT is "./log/"
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+
+
 def _metrics(result) -> dict | None:
     return None if result is None else {k: float(v) for k, v in result.items()}
 
@@ -57,6 +71,7 @@ def run(
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     init_seed(config["seed"], config["reproducibility"])
+    _make_dirs(config)
     init_logger(config)
     logger = logging.getLogger()
     logger.info(config)
@@ -149,6 +164,7 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
     settings.pop("dataset", None)
     config = Config(saved["model"], saved["dataset"], config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
+    _make_dirs(config)
     init_logger(config)
     data = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, data)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,19 @@ def test_run_reports_and_checkpoint_loads_weights_only(tiny):
     assert checkpoint["config"]["model"] == "SASRecAllPos"
     assert checkpoint["config"]["MODEL_TYPE"] == "SEQUENTIAL"
     json.dumps(result)
+
+
+def test_run_survives_another_run_creating_its_folders(tiny, monkeypatch):
+    # RecBole's ensure_dir checks, then creates: here another run always creates the folder in between.
+    def racing_ensure_dir(path):
+        if not os.path.exists(path):
+            os.makedirs(path)  # the other run
+            os.makedirs(path)  # RecBole's own call: FileExistsError
+
+    monkeypatch.setattr("recbole.utils.logger.ensure_dir", racing_ensure_dir)
+    monkeypatch.setattr("recbole.trainer.trainer.ensure_dir", racing_ensure_dir)
+    tiny["epochs"] = 1
+    assert run("SASRecAllPos", "tiny", config_dict=tiny)["test_result"] is not None
 
 
 def test_recbole_builtin_runs_unchanged(tiny):
