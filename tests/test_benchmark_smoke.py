@@ -87,9 +87,14 @@ def test_selection_coverage_counts_targets_inside_the_selected_nodes():
     assert rows[0]["library_fraction"] <= 0.1 + 1e-9 and rows[1]["target_in_selection"] == 1.0
 
 
-def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False):
+def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False, first=None):
+    """A run result; ``first``: an earlier epoch (0-based) whose valid score ties the best one."""
     timings = {"epochs": best_epoch + 3, "epoch_s": [epoch_s] * (best_epoch + 3), "train_s": epoch_s * (best_epoch + 3)}
     timings.update(best_epoch=best_epoch, time_to_best_s=epoch_s * (best_epoch + 1), eval_s=1.0)
+    timings["valid_curve"] = [
+        {"epochs": e + 1, "train_s": epoch_s * (e + 1), "valid_score": 0.5 + 0.5 * (e in (first, best_epoch))}
+        for e in range(best_epoch + 3)
+    ]
     return {
         "dataset": "d", "model": model, "seed": seed, "train_mode": mode, "timings": timings,
         "test_result": {"ndcg@10": ndcg, "hit@10": 2 * ndcg}, "test_ranks": ranks,
@@ -102,7 +107,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     from paths import main, summarize
 
     runs = [
-        _run("SASRec", None, 1, 100.0, 4, 0.05, [0, -1]),  # RecBole's SASRec: prefixes
+        _run("SASRec", None, 1, 100.0, 4, 0.05, [0, -1], first=1),  # RecBole's SASRec: prefixes, a tie at epoch 2
         _run("SASRec", None, 2, 100.0, 9, 0.06, [1, -1], capped=True),  # capped: left out
         _run("SASRecAllPos", "all_positions", 1, 5.0, 9, 0.06, [0, 0]),
         _run("RimiRec", "all_positions", 1, 5.0, 9, 0.06, [0, 0], threads=1),
@@ -120,6 +125,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     sas = summary["comparisons"]["d/SASRec/all_positions"]
     assert sas["same_threads"] and sas["time_to_best_s_ratio"] == pytest.approx(500.0 / 50.0)
     assert sas["s_per_epoch_ratio"] == pytest.approx(20.0)
+    assert sas["time_to_first_best_s_ratio"] == pytest.approx(200.0 / 50.0)  # the tie at 200 s, not 500 s
     assert summary["groups"]["d/SASRec/prefixes"]["seeds"] == [1]
     assert sas["paired_seeds"] == [1] and sas["bootstrap"]["mean"] == pytest.approx(0.0 - 1.0 / 2)
     assert "d/SASRec/all_positions batch 8" in summary["groups"]
@@ -137,7 +143,7 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
         (tmp_path / f"r{i}.json").write_text(json.dumps(run))
     assert main(["--out", str(tmp_path / "out"), *map(str, sorted(tmp_path.glob("r*.json")))]) == 0
     table = (tmp_path / "out" / "table.md").read_text()
-    assert "10.0x sooner" in table and "thread counts differ" in table
+    assert "10.0x sooner (4.0x to first reach it" in table and "thread counts differ" in table
     assert "all_positions grouped against all_positions: best valid reached 2.0x sooner" in table
 
 
