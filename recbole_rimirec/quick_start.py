@@ -15,7 +15,7 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.checkpoint import plain
 from recbole_rimirec.config import Config
-from recbole_rimirec.data.preparation import create_dataset, data_preparation
+from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
 
@@ -70,6 +70,7 @@ def run(
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    train_mode_of(config)  # a wrong train_mode fails before the data is read
     init_seed(config["seed"], config["reproducibility"])
     _make_dirs(config)
     init_logger(config)

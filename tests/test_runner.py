@@ -68,6 +68,8 @@ def test_cli_writes_complete_json(tiny, tmp_path):
         (["-d", "no-such-data", "--data_path=/nonexistent"], "no-such-data.inter not found"),
         (["--config_files", "missing.yaml"], "config file not found: missing.yaml"),
         (["--epochs"], "--key=value"),
+        # checked before any data is read: the dataset does not exist either
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--train_mode=foo"], "train_mode 'foo' is not one of"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
