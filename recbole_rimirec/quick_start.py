@@ -41,6 +41,21 @@ def _metrics(result) -> dict | None:
     return None if result is None else {k: float(v) for k, v in result.items()}
 
 
+def check_config(config) -> None:
+    """The checks that need no data (``train_mode``, the model's own keys), so a wrong value fails early.
+
+    Args:
+        config: the run's Config.
+
+    Raises:
+        ConfigError: naming the key; models check their keys in a ``check_config`` classmethod.
+    """
+    train_mode_of(config)
+    model_check = getattr(config.model_class, "check_config", None)
+    if model_check is not None:
+        model_check(config)
+
+
 def run(
     model=None,
     dataset=None,
@@ -70,7 +85,7 @@ def run(
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
-    train_mode_of(config)  # a wrong train_mode fails before the data is read
+    check_config(config)
     init_seed(config["seed"], config["reproducibility"])
     _make_dirs(config)
     init_logger(config)

@@ -70,6 +70,8 @@ def test_cli_writes_complete_json(tiny, tmp_path):
         (["--epochs"], "--key=value"),
         # checked before any data is read: the dataset does not exist either
         (["-d", "no-such-data", "--data_path=/nonexistent", "--train_mode=foo"], "train_mode 'foo' is not one of"),
+        (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--select_budget=2"], "select_budget"),
+        (["-m", "ComiRecSA", "-d", "no-such-data", "--data_path=/nonexistent", "--neg_sampler=x"], "neg_sampler 'x'"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):

@@ -22,6 +22,7 @@ from recbole_rimirec.trainer import RetrievalTrainer
 
 LOSSES = ("SSM", "CE")
 SAMPLERS = ("popularity", "uniform")
+RETRIEVALS = ("full", "faiss", "exact")
 
 
 def item_counts(dataset, n_items: int) -> torch.Tensor:
@@ -57,20 +58,34 @@ class MultiInterestRecommender(SequentialRecommender):
     trims_padding = True  # masked pooling: trailing padding changes nothing
     trainer_class = RetrievalTrainer
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Checks the loss, sampler and retrieval keys; the runner calls it before reading the data.
+
+        Args:
+            config: the run's Config.
+
+        Raises:
+            ConfigError: naming the first key with a value the model cannot use.
+        """
+        if config["loss_type"] not in LOSSES:
+            raise ConfigError(
+                f"loss_type '{config['loss_type']}' is not one of {', '.join(LOSSES)} for {config['model']}"
+            )
+        if config["neg_sampler"] not in SAMPLERS:
+            raise ConfigError(f"neg_sampler '{config['neg_sampler']}' is not one of {', '.join(SAMPLERS)}")
+        if (config["retrieval"] or "full") not in RETRIEVALS:
+            raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(RETRIEVALS)}")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_size = config["embedding_size"]
         self.interest_num = config["interest_num"]
+        self.check_config(config)
         self.loss_type = config["loss_type"]
-        if self.loss_type not in LOSSES:
-            raise ConfigError(f"loss_type '{self.loss_type}' is not one of {', '.join(LOSSES)} for {config['model']}")
         sampler = config["neg_sampler"]
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"neg_sampler '{sampler}' is not one of {', '.join(SAMPLERS)}")
         self.neg_sample_factor = config["neg_sample_factor"]
         self.retrieval = config["retrieval"] or "full"
-        if self.retrieval not in ("full", "faiss", "exact"):
-            raise ConfigError(f"retrieval '{self.retrieval}' is not one of full, faiss, exact")
         self.index: NodeIndex | None = None
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         nn.init.xavier_uniform_(self.item_embedding.weight)  # TF's default (glorot) as in the reference

@@ -23,10 +23,10 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.layers import TransformerEncoder
 
 from recbole_rimirec.data.loaders import epoch_weighted
-from recbole_rimirec.data.tree_dataset import TreeDataset
+from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.generator import TreeGenerator
-from recbole_rimirec.model.twotower import NodeConditionedTower
+from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.retrieval.selection import select_beam, select_frontier
@@ -48,8 +48,39 @@ class RimiRec(SequentialRecommender):
     train_modes = ("all_positions", "prefixes", "random_cut")
     trims_padding = True  # causal encoder: trailing padding changes no real position
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Checks the tree and retrieval keys; the runner calls it before reading the data.
+
+        Args:
+            config: the run's Config.
+
+        Raises:
+            ConfigError: naming the first key with a value RimiRec cannot use.
+        """
+        tree_settings(config)
+        selection, beam_size = config["select_method"] or "frontier", config["beam_size"]
+        if selection not in SELECTIONS:
+            raise ConfigError(f"select_method '{selection}' is not one of {', '.join(SELECTIONS)}")
+        if selection == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
+            raise ConfigError(f"beam_size must be a positive integer, not {beam_size}")
+        if config["retrieval_score"] not in SCORES:
+            raise ConfigError(f"retrieval_score '{config['retrieval_score']}' is not one of {', '.join(SCORES)}")
+        if config["retrieval"] not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
+            raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(BACKENDS)}")
+        budget, max_nodes = config["select_budget"], config["select_max_nodes"]
+        if not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+            raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {budget}")
+        if not isinstance(max_nodes, int) or max_nodes < 1:
+            raise ConfigError(f"select_max_nodes must be a positive integer, not {max_nodes}")
+        if config["node_conditioning"] not in CONDITIONINGS:
+            raise ConfigError(
+                f"node_conditioning '{config['node_conditioning']}' is not one of {', '.join(CONDITIONINGS)}"
+            )
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        self.check_config(config)
         if getattr(dataset, "tree", None) is None:
             raise ConfigError("RimiRec needs the item tree: build its dataset with TreeDataset (the model's default)")
         H = self.hidden_size = config["hidden_size"]
@@ -81,18 +112,6 @@ class RimiRec(SequentialRecommender):
         self.max_nodes = config["select_max_nodes"]
         self.selection = config["select_method"] or "frontier"
         self.beam_size = config["beam_size"]
-        if self.selection not in SELECTIONS:
-            raise ConfigError(f"select_method '{self.selection}' is not one of {', '.join(SELECTIONS)}")
-        if self.selection == "beam" and (not isinstance(self.beam_size, int) or self.beam_size < 1):
-            raise ConfigError(f"beam_size must be a positive integer, not {self.beam_size}")
-        if self.score not in SCORES:
-            raise ConfigError(f"retrieval_score '{self.score}' is not one of {', '.join(SCORES)}")
-        if self.backend not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
-            raise ConfigError(f"retrieval '{self.backend}' is not one of {', '.join(BACKENDS)}")
-        if not 0 < self.budget <= 1:
-            raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {self.budget}")
-        if not isinstance(self.max_nodes, int) or self.max_nodes < 1:
-            raise ConfigError(f"select_max_nodes must be a positive integer, not {self.max_nodes}")
         self.TARGETS = self.ITEM_ID + "_targets"
         self.index: NodeIndex | None = None
 
