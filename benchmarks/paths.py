@@ -184,6 +184,7 @@ def _compare(slow: dict, fast: dict, slow_runs: list[dict], fast_runs: list[dict
         "base": base,
         "same_threads": same_threads,
         "ndcg@10_base_minus_other": slow["ndcg@10"]["mean"] - fast["ndcg@10"]["mean"],
+        "seeds": [slow["seeds"], fast["seeds"]],  # the means compared are over these (base, other)
     }
     if same_threads:
         for name in ("s_per_epoch", "time_to_best_s", "time_to_first_best_s", "train_s"):
@@ -241,7 +242,11 @@ def markdown(summary: dict) -> str:
             first = c.get("time_to_first_best_s_ratio")
             text += f"best valid reached {c['time_to_best_s_ratio']:.1f}x sooner"
             text += f" ({first:.1f}x to first reach it, " if first is not None else " ("
-            text += f"{c['s_per_epoch_ratio']:.1f}x less time per epoch); "
+            text += f"{c['s_per_epoch_ratio']:.1f}x less time per epoch"
+            base_seeds, other_seeds = c["seeds"]
+            if base_seeds != other_seeds:
+                text += f"; means over {len(base_seeds)} and {len(other_seeds)} seeds"
+            text += "); "
         else:
             text += "thread counts differ, no time ratio; "
         text += f"test NDCG@10 {base} - {mode} {c['ndcg@10_base_minus_other']:+.4f}"
