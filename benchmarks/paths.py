@@ -115,10 +115,13 @@ def time_to_first_best(run: dict) -> float | None:
 
     Returns:
         float | None: the training seconds at the first validation with the highest score, ``None``
-        without a curve.
+        without a curve or with one that does not start at the first validation.
     """
     curve = run["timings"].get("valid_curve")
     if not curve:
+        return None
+    step = curve[1]["epochs"] - curve[0]["epochs"] if len(curve) > 1 else curve[0]["epochs"]
+    if curve[0]["epochs"] != step:  # resumed from a checkpoint that had no curve: the start is missing
         return None
     best = max(point["valid_score"] for point in curve)
     return next(point["train_s"] for point in curve if point["valid_score"] == best)

@@ -104,6 +104,7 @@ def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=
 
 def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import paths
     from paths import main, summarize
 
     runs = [
@@ -122,6 +123,9 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
         {**_run("SASRecAllPos", "all_positions", 3, 20.0, 4, 0.06, [0, 0]), "all_positions_stride": 25},  # recorded
     ]
     summary = summarize(runs)
+    assert paths.time_to_first_best(runs[0]) == 200.0
+    late = {**runs[0], "timings": {**runs[0]["timings"], "valid_curve": runs[0]["timings"]["valid_curve"][3:]}}
+    assert paths.time_to_first_best(late) is None  # a curve that starts after epoch 1 may miss the first best
     sas = summary["comparisons"]["d/SASRec/all_positions"]
     assert sas["same_threads"] and sas["time_to_best_s_ratio"] == pytest.approx(500.0 / 50.0)
     assert sas["s_per_epoch_ratio"] == pytest.approx(20.0)
