@@ -179,6 +179,7 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
     settings.pop("model", None)
     settings.pop("dataset", None)
     config = Config(saved["model"], saved["dataset"], config_dict=settings)
+    check_config(config)  # the overrides too, before the data is read
     init_seed(config["seed"], config["reproducibility"])
     _make_dirs(config)
     init_logger(config)

@@ -126,6 +126,8 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert paths.time_to_first_best(runs[0]) == 200.0
     late = {**runs[0], "timings": {**runs[0]["timings"], "valid_curve": runs[0]["timings"]["valid_curve"][3:]}}
     assert paths.time_to_first_best(late) is None  # a curve that starts after epoch 1 may miss the first best
+    partial = summarize([runs[0], {**late, "seed": 3}])["groups"]["d/SASRec/prefixes"]
+    assert "time_to_first_best_s" not in partial and "time_to_best_s" in partial  # not a mean over some seeds
     sas = summary["comparisons"]["d/SASRec/all_positions"]
     assert sas["same_threads"] and sas["time_to_best_s_ratio"] == pytest.approx(500.0 / 50.0)
     assert sas["s_per_epoch_ratio"] == pytest.approx(20.0)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from recbole_rimirec import quick_start
 from recbole_rimirec.checkpoint import load_checkpoint
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.quick_start import evaluate_saved, run
@@ -15,13 +16,20 @@ class Payload:
 TREE = {"tree_branching": 8, "tree_leaf_size": 10, "tree_max_depth": 2, "select_budget": 0.2, "tree_vector_dim": 16}
 
 
-def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny):
+def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny, monkeypatch):
     result = run("RimiRec", "tiny", config_dict={**tiny, **TREE})
     again = evaluate_saved(result["checkpoint"])
     assert again["result"] == result["test_result"]
     assert again["library_fraction"] == pytest.approx(result["library_fraction"])
     wider = evaluate_saved(result["checkpoint"], {"select_budget": 1.0, "retrieval": "exact"})
     assert wider["library_fraction"] == pytest.approx(1.0)
+
+    def no_data(config):
+        raise AssertionError("the data was read before the overrides were checked")
+
+    monkeypatch.setattr(quick_start, "create_dataset", no_data)
+    with pytest.raises(ConfigError, match="select_budget"):
+        evaluate_saved(result["checkpoint"], {"select_budget": 2})
 
 
 def test_same_seed_same_metrics(tiny):
