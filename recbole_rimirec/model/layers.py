@@ -14,7 +14,15 @@ import torch.nn.functional as F
 
 
 def squash(x: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Capsule squash along the last axis: ``|x|^2 / (1 + |x|^2) * x / |x|``."""
+    """Capsule squash along the last axis: ``|x|^2 / (1 + |x|^2) * x / |x|``.
+
+    Args:
+        x: [..., d] capsule vectors.
+        eps: added under the square root, so a zero vector maps to zero.
+
+    Returns:
+        torch.Tensor: [..., d], same directions, norms in [0, 1).
+    """
     norm2 = (x * x).sum(-1, keepdim=True)
     return norm2 / (1 + norm2) / torch.sqrt(norm2 + eps) * x
 

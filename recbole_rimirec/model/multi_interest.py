@@ -112,13 +112,29 @@ class MultiInterestRecommender(SequentialRecommender):
 
     @staticmethod
     def history_mask(item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        """[B, L] bool, True at the first ``item_seq_len`` positions (whatever the padding holds)."""
+        """Marks the real history positions, whatever the padding holds.
+
+        Args:
+            item_seq: [B, L] left-aligned history ids.
+            item_seq_len: [B] history lengths.
+
+        Returns:
+            torch.Tensor: [B, L] bool, True at the first ``item_seq_len`` positions.
+        """
         return torch.arange(item_seq.size(1), device=item_seq.device)[None, :] < item_seq_len[:, None]
 
     def forward(self, item_seq, item_seq_len):
         return self.interests(item_seq, item_seq_len)
 
     def calculate_loss(self, interaction):
+        """The reference's training loss: label-aware readout, then full (CE) or sampled (SSM) softmax.
+
+        Args:
+            interaction: prefix-shaped rows (RecBole's prefixes or ``random_cut``).
+
+        Returns:
+            torch.Tensor: the scalar loss, a mean over the batch.
+        """
         interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         target = interaction[self.POS_ITEM_ID]
         user = label_aware_readout(interests, self.item_embedding(target))  # [B, d]

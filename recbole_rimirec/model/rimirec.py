@@ -148,6 +148,15 @@ class RimiRec(SequentialRecommender):
 
     # ----- training -----
     def calculate_loss(self, interaction):
+        """Tower + generator (+ global) losses at every target of the batch.
+
+        Args:
+            interaction: all-positions rows (``item_id_targets``, loss at every position) or
+                prefix-shaped rows (loss at the last position).
+
+        Returns:
+            torch.Tensor: the scalar loss (a mean over the batch's targets, see ``epoch_weighted``).
+        """
         if self.TARGETS in interaction:
             targets = interaction[self.TARGETS]  # [B, L]
             keep = targets > 0

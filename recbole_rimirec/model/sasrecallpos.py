@@ -54,6 +54,14 @@ class SASRecAllPos(SASRec):
         return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
 
     def calculate_loss(self, interaction):
+        """Full softmax at every position that has a target; on prefix rows, RecBole's SASRec loss.
+
+        Args:
+            interaction: all-positions rows (``item_id_targets``) or RecBole's prefix rows.
+
+        Returns:
+            torch.Tensor: the scalar loss, a mean over the batch's targets.
+        """
         if self.TARGETS not in interaction:
             return super().calculate_loss(interaction)
         targets = interaction[self.TARGETS]  # [B, L], 0 where there is no target

@@ -43,7 +43,14 @@ class TreeTensors(nn.Module):
             self.register_buffer(f"level_{level}", as_t(np.flatnonzero(tree.node_depth == level)))
 
     def level(self, depth: int) -> torch.Tensor:
-        """Node ids at a depth (1-based)."""
+        """Node ids at a depth.
+
+        Args:
+            depth: 1 for the root's children, up to ``max_depth``.
+
+        Returns:
+            torch.Tensor: [n] ids of the nodes at that depth.
+        """
         return getattr(self, f"level_{depth}")
 
     def in_node(self, node: torch.Tensor) -> torch.Tensor:
