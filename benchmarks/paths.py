@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from report import flat_row, paired_bootstrap, save_valid_curves
+from report import flat_row, folder_threads, paired_bootstrap, save_valid_curves
 
 ARCHITECTURE = {"SASRec": "SASRec", "SASRecAllPos": "SASRec"}  # model -> architecture it shares
 # per-run values averaged over seeds (report.flat_row's names, plus epochs to best and HR@10)
@@ -56,6 +56,24 @@ def run_files(paths: list[str]) -> list[Path]:
     for p in map(Path, paths):
         files += sorted((p / "runs").glob("*.json")) if p.is_dir() else [p]
     return files
+
+
+def load_run(path: Path) -> dict:
+    """Reads a run JSON; a run without ``torch_threads`` takes its results folder's recorded count.
+
+    Args:
+        path: a run file, usually ``<folder>/runs/<run>.json``.
+
+    Returns:
+        dict: the run, with ``torch_threads`` from ``<folder>/meta.json`` where the run lacks it
+        and the folder records one (see ``report.folder_threads``).
+    """
+    run = json.loads(path.read_text())
+    if run.get("torch_threads") is None and path.parent.name == "runs":
+        threads = folder_threads(path.parent.parent)
+        if threads:
+            run["torch_threads"] = threads
+    return run
 
 
 # set keys that make another path (a flag's name stands alone when true)
@@ -291,7 +309,7 @@ def main(argv=None) -> int:
     if not files:
         print(f"error: no run JSON files in {' '.join(args.runs)}", file=sys.stderr)
         return 2
-    runs = [json.loads(f.read_text()) for f in files]
+    runs = [load_run(f) for f in files]
     summary = summarize(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,24 @@ METRICS = ["recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50
 BAR_MODELS = ("SASRecAllPos", "SASRec")  # the SASRec-CE bar: the better path that ran uncapped
 
 
+def folder_threads(folder: Path) -> int | None:
+    """The thread count a results folder's ``meta.json`` records for every command run into it.
+
+    Runs made before ``torch_threads`` was written to their JSON lack it; where every command of
+    a folder was started with ``OMP_NUM_THREADS=N``, its ``meta.json`` says so (set by hand,
+    ``omp_num_threads_all_commands``).
+
+    Args:
+        folder: a benchmark results folder (holding ``runs/`` and ``meta.json``).
+
+    Returns:
+        int | None: N, or ``None`` where the folder records none.
+    """
+    meta = folder / "meta.json"
+    value = json.loads(meta.read_text()).get("omp_num_threads_all_commands") if meta.exists() else None
+    return int(value) if value else None
+
+
 def load_runs(folder: Path) -> list[dict]:
     runs = []
     for path in sorted((folder / "runs").glob("*.json")):
@@ -252,11 +270,10 @@ def write_report(folder: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
-    folder_threads = meta.get("omp_num_threads_all_commands")  # set by hand where every command ran so
+    threads = folder_threads(folder)
     for row in rows:
-        if row.get("torch_threads") is None and folder_threads:
-            row["torch_threads"] = int(folder_threads)
+        if row.get("torch_threads") is None and threads:
+            row["torch_threads"] = threads
     agg = aggregate(rows)
     comparisons = comparisons_of(runs)
     devices = sorted({r["device"] for r in rows})

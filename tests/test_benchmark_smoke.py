@@ -191,3 +191,23 @@ def test_readme_commands_leave_out_local_checkpoints():
         "- `python benchmarks/run.py` (continued from an earlier run's checkpoint)"
     )
     assert "continued" not in command_line(["benchmarks/run.py", "--set", "epochs=3"])
+
+
+def test_paths_take_a_folder_recorded_thread_count_for_runs_that_lack_one(tmp_path):
+    """Runs made before torch_threads was written: the folder's meta.json says how every command ran."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from paths import main
+
+    for name, run in {
+        "old": _run("RimiRec", "all_positions", 1, 5.0, 9, 0.06, [0, 0], threads=None),
+        "new": _run("RimiRec", "prefixes", 1, 50.0, 9, 0.06, [0, 0], threads=1),
+    }.items():
+        (tmp_path / name / "runs").mkdir(parents=True)
+        (tmp_path / name / "runs" / "r.json").write_text(json.dumps(run))
+    (tmp_path / "new" / "meta.json").write_text(json.dumps({"commands": []}))
+    assert main(["--out", str(tmp_path / "a"), str(tmp_path / "old"), str(tmp_path / "new")]) == 0
+    assert "thread counts differ" in (tmp_path / "a" / "table.md").read_text()  # nothing recorded: no ratio
+    (tmp_path / "old" / "meta.json").write_text(json.dumps({"omp_num_threads_all_commands": "1"}))
+    assert main(["--out", str(tmp_path / "b"), str(tmp_path / "old"), str(tmp_path / "new")]) == 0
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert "thread counts differ" not in table and "best valid reached 10.0x sooner" in table
