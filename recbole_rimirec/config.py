@@ -44,7 +44,13 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         compat.apply()
         self._cmd_args = list(cmd_args or [])
-        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        try:
+            super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        except ConfigError:
+            raise
+        except ValueError as err:  # RecBole's own checks of its keys (topk, metrics, eval_args, ...)
+            message = " ".join(str(err).split())
+            raise ConfigError(f"config: {message}") from None
 
     def _load_config_files(self, file_list):
         merged = {}
@@ -132,3 +138,42 @@ class Config(RecBoleConfig):
             loaded = self._update_internal_config_dict(str(path)) or {}
             if path.parent.name == "dataset":
                 self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+
+# RecBole's training keys the runner relies on: key -> (integer only, the least value allowed, or None)
+CORE_KEYS = {
+    "epochs": (True, 0),
+    "train_batch_size": (True, 1),
+    "eval_batch_size": (True, 1),
+    "eval_step": (True, 0),
+    "stopping_step": (True, 0),
+    "MAX_ITEM_LIST_LENGTH": (True, 1),
+    "seed": (True, None),
+    "learning_rate": (False, 0.0),  # and above it
+    "weight_decay": (False, 0.0),
+}
+
+
+def check_core_keys(config) -> None:
+    """Checks the types and ranges of RecBole's training keys, which RecBole itself takes on trust.
+
+    A string or an out-of-range value in these would otherwise fail deep inside training with a
+    traceback (``--epochs=abc``, ``--train_batch_size=0``, ``--MAX_ITEM_LIST_LENGTH=0``).
+
+    Args:
+        config: the run's Config.
+
+    Raises:
+        ConfigError: naming the key and the value.
+    """
+    for key, (integer, low) in CORE_KEYS.items():
+        value = config[key]
+        if value is None:
+            continue
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, not {value!r}")
+        if key == "learning_rate" and value <= 0:
+            raise ConfigError(f"learning_rate must be above 0, not {value!r}")
+        if low is not None and value < low:
+            raise ConfigError(f"{key} must be at least {low}, not {value!r}")

@@ -14,7 +14,7 @@ from time import perf_counter
 from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.checkpoint import plain
-from recbole_rimirec.config import Config
+from recbole_rimirec.config import Config, check_core_keys
 from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
@@ -42,7 +42,9 @@ def _metrics(result) -> dict | None:
 
 
 def check_config(config) -> None:
-    """The checks that need no data (``train_mode``, the model's own keys), so a wrong value fails early.
+    """The checks that need no data (RecBole's training keys, ``train_mode``, the model's own keys).
+
+    A wrong value then fails before the data is read (minutes on a large data set).
 
     Args:
         config: the run's Config.
@@ -50,6 +52,7 @@ def check_config(config) -> None:
     Raises:
         ConfigError: naming the key; models check their keys in a ``check_config`` classmethod.
     """
+    check_core_keys(config)
     train_mode_of(config)
     model_check = getattr(config.model_class, "check_config", None)
     if model_check is not None:

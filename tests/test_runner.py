@@ -72,6 +72,13 @@ def test_cli_writes_complete_json(tiny, tmp_path):
         (["-d", "no-such-data", "--data_path=/nonexistent", "--train_mode=foo"], "train_mode 'foo' is not one of"),
         (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--select_budget=2"], "select_budget"),
         (["-m", "ComiRecSA", "-d", "no-such-data", "--data_path=/nonexistent", "--neg_sampler=x"], "neg_sampler 'x'"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--epochs=abc"], "epochs must be an integer, not 'abc'"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--learning_rate=0"], "learning_rate must be above 0"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--train_batch_size=0"], "train_batch_size must be at"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--MAX_ITEM_LIST_LENGTH=0"], "MAX_ITEM_LIST_LENGTH must"),
+        (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--tree_branching=1"], "tree_branching"),
+        (["-m", "SASRecAllPos", "-d", "no-such-data", "--data_path=/x", "--all_positions_stride=0"], "stride 0 is not"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--topk=0"], "config: topk must be a positive integer"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):

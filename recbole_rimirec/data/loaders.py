@@ -77,6 +77,25 @@ def train_sequences(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def all_positions_stride(config) -> int | None:
+    """The checked ``all_positions_stride``.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        int | None: the stride, an integer in [1, ``MAX_ITEM_LIST_LENGTH``], or ``None`` (windows
+        that do not overlap).
+
+    Raises:
+        ConfigError: naming the value and the allowed range.
+    """
+    stride, max_len = config["all_positions_stride"], config["MAX_ITEM_LIST_LENGTH"]
+    if stride is not None and not (isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= max_len):
+        raise ConfigError(f"all_positions_stride {stride!r} is not an integer in [1, {max_len}] (MAX_ITEM_LIST_LENGTH)")
+    return stride
+
+
 def trim_padding(batch: Interaction, list_fields: list[str], length_field: str) -> Interaction:
     """Cuts left-aligned list fields to the batch's longest sequence (a view; values unchanged).
 
@@ -130,11 +149,7 @@ class AllPositionsDataLoader(TrainDataLoader):
 
     def __init__(self, config, dataset, sampler=None, shuffle=True):
         users, flat, offsets = train_sequences(dataset)
-        max_len, stride = dataset.max_item_list_len, config["all_positions_stride"]
-        if stride is not None and not (isinstance(stride, int) and 1 <= stride <= max_len):
-            raise ConfigError(
-                f"all_positions_stride {stride!r} is not an integer in [1, {max_len}] (MAX_ITEM_LIST_LENGTH)"
-            )
+        max_len, stride = dataset.max_item_list_len, all_positions_stride(config)
         owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
         self._group = config["all_positions_group_by_length"]
         if self._group and not config["single_spec"]:

@@ -11,7 +11,7 @@ import os
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
-from recbole_rimirec.data.loaders import AllPositionsDataLoader, RandomCutDataLoader
+from recbole_rimirec.data.loaders import AllPositionsDataLoader, RandomCutDataLoader, all_positions_stride
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.utils import get_dataset_class
 
@@ -84,6 +84,8 @@ def train_mode_of(config) -> str:
         raise ConfigError(f"train_mode '{mode}' is not supported by {config['model']} (it takes {', '.join(allowed)})")
     if mode == "all_positions" and config["train_neg_sample_args"]["distribution"] != "none":
         raise ConfigError("train_mode 'all_positions' needs train_neg_sample_args: ~ (the model samples its own)")
+    if mode == "all_positions":
+        all_positions_stride(config)
     return mode
 
 

@@ -21,7 +21,7 @@ from recbole.utils import FeatureSource, FeatureType
 
 from recbole_rimirec.data.loaders import train_sequences
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.tree.itemtree import ItemTree, build_tree, token_digest
+from recbole_rimirec.tree.itemtree import ItemTree, build_tree, check_tree_shape, token_digest
 from recbole_rimirec.tree.vectors import normalize_rows, ppmi_svd_vectors, pretrained_vectors, token_feature_vectors
 
 CODE_FIELD = "tree_code"
@@ -47,9 +47,7 @@ def tree_settings(config) -> dict:
         "feature_fields": config["tree_feature_fields"],
         "seed": config["seed"],
     }
-    for key in ("branching", "leaf_size", "max_depth"):
-        if not isinstance(settings[key], int):
-            raise ConfigError(f"tree_{key} must be an integer, not {settings[key]!r}")
+    check_tree_shape(settings["branching"], settings["leaf_size"], settings["max_depth"])
     if settings["vectors"] not in VECTOR_SOURCES:
         raise ConfigError(f"tree_vectors '{settings['vectors']}' is not one of {', '.join(VECTOR_SOURCES)}")
     if settings["vectors"] == "pretrained" and not settings["vectors_file"]:

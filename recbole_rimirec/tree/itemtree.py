@@ -177,6 +177,24 @@ def _split(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     return labels
 
 
+def check_tree_shape(branching, leaf_size, max_depth) -> None:
+    """Checks the keys that shape the tree, before any data is read.
+
+    Args:
+        branching: ``tree_branching``, an integer >= 2.
+        leaf_size: ``tree_leaf_size``, an integer >= 1.
+        max_depth: ``tree_max_depth``, an integer >= 1.
+
+    Raises:
+        ConfigError: naming the key and the value.
+    """
+    for key, value, low in (("branching", branching, 2), ("leaf_size", leaf_size, 1), ("max_depth", max_depth, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"tree_{key} must be an integer, not {value!r}")
+        if value < low:
+            raise ConfigError(f"tree_{key} must be at least {low}, not {value}")
+
+
 def build_tree(
     vectors: np.ndarray, branching: int, leaf_size: int, max_depth: int, seed: int = 0, meta: dict | None = None
 ) -> ItemTree:
@@ -202,12 +220,7 @@ def build_tree(
         ConfigError: for keys out of range.
     """
     n_items = len(vectors)
-    if branching < 2:
-        raise ConfigError(f"tree_branching must be at least 2, not {branching}")
-    if leaf_size < 1:
-        raise ConfigError(f"tree_leaf_size must be at least 1, not {leaf_size}")
-    if max_depth < 1:
-        raise ConfigError(f"tree_max_depth must be at least 1, not {max_depth}")
+    check_tree_shape(branching, leaf_size, max_depth)
     if n_items < 2:
         raise ConfigError("the item tree needs at least one item")
     if branching > n_items - 1:
