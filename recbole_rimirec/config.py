@@ -48,7 +48,7 @@ class Config(RecBoleConfig):
             super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
         except ConfigError:
             raise
-        except ValueError as err:  # RecBole's own checks of its keys (topk, metrics, eval_args, ...)
+        except (ValueError, NotImplementedError) as err:  # RecBole's own checks (topk, metrics, eval_args, ...)
             message = " ".join(str(err).split())
             raise ConfigError(f"config: {message}") from None
 
@@ -140,7 +140,8 @@ class Config(RecBoleConfig):
                 self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
 
 
-# RecBole's training keys the runner relies on: key -> (integer only, the least value allowed, or None)
+# RecBole's training keys and common model sizes: key -> (integer only, the least value allowed, or None);
+# a key the run does not have (None) is skipped.
 CORE_KEYS = {
     "epochs": (True, 0),
     "train_batch_size": (True, 1),
@@ -151,6 +152,15 @@ CORE_KEYS = {
     "seed": (True, None),
     "learning_rate": (False, 0.0),  # and above it
     "weight_decay": (False, 0.0),
+    "hidden_size": (True, 1),
+    "embedding_size": (True, 1),
+    "inner_size": (True, 1),
+    "n_layers": (True, 1),
+    "n_heads": (True, 1),
+    "interest_num": (True, 1),
+    "routing_iterations": (True, 1),
+    "neg_sample_factor": (True, 1),
+    "tree_vector_dim": (True, 1),
 }
 
 
@@ -177,3 +187,62 @@ def check_core_keys(config) -> None:
             raise ConfigError(f"learning_rate must be above 0, not {value!r}")
         if low is not None and value < low:
             raise ConfigError(f"{key} must be at least {low}, not {value!r}")
+    size, heads = config["hidden_size"], config["n_heads"]
+    if size is not None and heads is not None and size % heads:
+        raise ConfigError(f"hidden_size ({size}) must be a multiple of n_heads ({heads})")
+
+
+def _type_mismatch(default, value) -> str | None:
+    """What ``value`` must be to replace a numeric or boolean ``default``, or ``None`` when it fits."""
+    if value is None or default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) or value in (0, 1) else "True or False"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    return None
+
+
+def check_types(config) -> None:
+    """Checks that every key the user sets has the type of its default (numbers and booleans).
+
+    RecBole and the plugin's YAML files give every numeric key a default; a user value of another
+    type (``--alpha=abc``, ``embedding_size: 64.5``) would fail deep inside the model with a
+    traceback, after the data is read. Keys without a default, and text, list and mapping keys,
+    are left to their readers.
+
+    Args:
+        config: the run's Config.
+
+    Raises:
+        ConfigError: naming the key, the value and the type it must have.
+    """
+    for key, value in config.external_config_dict.items():
+        must = _type_mismatch(config.internal_config_dict.get(key), value)
+        if must is not None:
+            raise ConfigError(f"{key} must be {must} (like its default), not {value!r}")
+
+
+def check_metrics(config) -> None:
+    """Checks that ``valid_metric`` is one of the metrics the run computes (``metrics`` x ``topk``).
+
+    RecBole checks the metric names when it builds the Config, but a ``valid_metric`` it does not
+    compute fails only after the first training epoch.
+
+    Args:
+        config: the run's Config.
+
+    Raises:
+        ConfigError: naming the metric and those computed.
+    """
+    valid = config["valid_metric"]
+    if valid is None:
+        return
+    names = [str(m).lower() for m in config["metrics"] or []]
+    topk = config["topk"] or []
+    name, at, k = str(valid).lower().partition("@")
+    if name not in names or (at and (not k.isdigit() or int(k) not in topk)):
+        computed = ", ".join(f"{n}@{t}" for n in names for t in topk)
+        raise ConfigError(f"valid_metric '{valid}' is not computed (metrics x topk give {computed})")

@@ -14,7 +14,7 @@ from time import perf_counter
 from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.checkpoint import plain
-from recbole_rimirec.config import Config, check_core_keys
+from recbole_rimirec.config import Config, check_core_keys, check_metrics, check_types
 from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
@@ -52,7 +52,9 @@ def check_config(config) -> None:
     Raises:
         ConfigError: naming the key; models check their keys in a ``check_config`` classmethod.
     """
+    check_types(config)
     check_core_keys(config)
+    check_metrics(config)
     train_mode_of(config)
     model_check = getattr(config.model_class, "check_config", None)
     if model_check is not None:
