@@ -246,3 +246,21 @@ def check_metrics(config) -> None:
     if name not in names or (at and (not k.isdigit() or int(k) not in topk)):
         computed = ", ".join(f"{n}@{t}" for n in names for t in topk)
         raise ConfigError(f"valid_metric '{valid}' is not computed (metrics x topk give {computed})")
+
+
+def unknown_keys(config) -> list[str]:
+    """User keys that no layer defines: RecBole's defaults, the plugin's YAML, the model's and dataset's.
+
+    RecBole accepts any key, so a misspelt one (``interest_nums`` for ``interest_num``) silently
+    does nothing; the runner logs these as a warning.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        list[str]: the keys, sorted.
+    """
+    from recbole_rimirec.distributed import DIST_KEYS
+
+    known = set(config.internal_config_dict) | {"model", "dataset", "config_files", *DIST_KEYS}
+    return sorted(key for key in config.external_config_dict if key not in known)

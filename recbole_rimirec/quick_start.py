@@ -14,7 +14,7 @@ from time import perf_counter
 from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.checkpoint import plain
-from recbole_rimirec.config import Config, check_core_keys, check_metrics, check_types
+from recbole_rimirec.config import Config, check_core_keys, check_metrics, check_types, unknown_keys
 from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
@@ -96,6 +96,10 @@ def run(
     init_logger(config)
     logger = logging.getLogger()
     logger.info(config)
+    unknown = unknown_keys(config)
+    if unknown:
+        defined_by = f"RecBole, the plugin nor {config['model']}"
+        logger.warning(f"config keys that neither {defined_by} defines (misspelt?): {', '.join(unknown)}")
 
     start = perf_counter()
     data = create_dataset(config)

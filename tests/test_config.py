@@ -73,3 +73,30 @@ def test_trainers_are_checkpoint_safe():
 
 def test_properties_are_found():
     assert (properties_dir() / "overall.yaml").is_file()
+
+
+def test_unknown_keys_are_the_user_keys_no_layer_defines(tiny, caplog):
+    from recbole_rimirec.config import unknown_keys
+    from recbole_rimirec.quick_start import run
+
+    config = Config("ComiRecSA", "ml-100k", config_dict={"interest_nums": 8, "interest_num": 2, "nproc": 1})
+    assert unknown_keys(config) == ["interest_nums"]  # a model key, a plugin key, a runner key are known
+    with pytest.raises(ConfigError, match="not found"):  # warned before the data is read
+        run("ComiRecSA", "no-such-data", config_dict={"data_path": "/nonexistent", "interest_nums": 8})
+    assert any("(misspelt?): interest_nums" in r.getMessage() for r in caplog.records)
+
+
+def test_user_values_must_have_their_defaults_type(tiny):
+    from recbole_rimirec.quick_start import check_config
+
+    for bad, message in [
+        ({"interest_num": 2.5}, "interest_num must be an integer"),
+        ({"alpha": "x"}, "alpha must be a number"),
+        ({"learning_rate": -0.1}, "learning_rate must be above 0"),
+        ({"hidden_size": 30, "n_heads": 4}, "a multiple of n_heads"),
+        ({"topk": [5]}, "valid_metric 'NDCG@10' is not computed"),
+    ]:
+        model = "RimiRec" if "alpha" in bad else "SASRecAllPos" if "n_heads" in bad else "ComiRecSA"
+        with pytest.raises(ConfigError, match=message):
+            check_config(Config(model, "tiny", config_dict={**tiny, **bad}))
+    check_config(Config("RimiRec", "tiny", config_dict={**tiny, "alpha": 2, "show_progress": 0}))  # int for float
