@@ -55,3 +55,10 @@ def test_topk_larger_than_the_library(tiny, tmp_path):
     path = write(tmp_path, "small", base_rows(items=30))
     with pytest.raises(ConfigError, match="topk"):
         run("Pop", "small", config_dict=settings(tiny, path, topk=[10, 500]))
+
+
+def test_no_time_column(tiny, tmp_path):
+    """RecBole sorts by the missing column deep in build() and raises with the whole batch printed."""
+    path = write(tmp_path, "notime", [r.rsplit("\t", 1)[0] for r in base_rows()], header="user_id:token\titem_id:token")
+    with pytest.raises(ConfigError, match="no time column 'timestamp'"):
+        run("SASRecAllPos", "notime", config_dict=settings(tiny, path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from recbole.data.dataset import SequentialDataset
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
@@ -57,6 +58,12 @@ def create_dataset(config):
         raise ConfigError(f"dataset '{name}' cannot be loaded: {text}") from None
     if len(dataset.inter_feat) == 0:
         raise ConfigError(f"dataset '{name}' has no interactions left after loading and filtering")
+    ordered = isinstance(dataset, SequentialDataset) or config["eval_args"]["order"] == "TO"
+    if ordered and (dataset.time_field is None or dataset.time_field not in dataset.inter_feat):
+        raise ConfigError(
+            f"dataset '{name}' has no time column '{dataset.time_field}' (TIME_FIELD), which orders each user's "
+            f"interactions for sequential models and the split by time: add it to {name}.inter or set TIME_FIELD"
+        )
     library = dataset.item_num - 1
     if max(config["topk"]) > library:
         raise ConfigError(f"topk {max(config['topk'])} is larger than the {library} items of dataset '{name}'")
