@@ -152,6 +152,7 @@ CORE_KEYS = {
     "seed": (True, None),
     "learning_rate": (False, 0.0),  # and above it
     "weight_decay": (False, 0.0),
+    "time_budget_s": (False, 0.0),
     "hidden_size": (True, 1),
     "embedding_size": (True, 1),
     "inner_size": (True, 1),

@@ -16,6 +16,7 @@ from recbole.utils import init_logger, init_seed
 from recbole_rimirec.checkpoint import plain
 from recbole_rimirec.config import Config, check_core_keys, check_metrics, check_types, unknown_keys
 from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
+from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
 
@@ -33,8 +34,12 @@ def _make_dirs(config) -> None:
     Args:
         config: the run's Config.
     """
-    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)  # RecBole's LOGROOT is "./log/"
-    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    folders = {"the log folder": os.path.join("log", config["model"]), "checkpoint_dir": config["checkpoint_dir"]}
+    for key, folder in folders.items():  # RecBole's LOGROOT is "./log/"
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"{key} {folder} cannot be created: {err.strerror or err}") from None
 
 
 def _metrics(result) -> dict | None:
@@ -55,6 +60,8 @@ def check_config(config) -> None:
     check_types(config)
     check_core_keys(config)
     check_metrics(config)
+    if config["resume_from"] and not os.path.isfile(config["resume_from"]):
+        raise ConfigError(f"resume_from {config['resume_from']}: no such file")
     train_mode_of(config)
     model_check = getattr(config.model_class, "check_config", None)
     if model_check is not None:

@@ -77,6 +77,9 @@ def test_cli_writes_complete_json(tiny, tmp_path):
         (["-d", "no-such-data", "--data_path=/nonexistent", "--valid_metric=ndcg@5"], "valid_metric 'ndcg@5' is not"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--metrics=['Foo']"], "config: There is no metric named"),
         (["-m", "SASRecAllPos", "-d", "no-such-data", "--data_path=/x", "--n_heads=3"], "a multiple of n_heads (3)"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--resume_from=gone.pth"], "resume_from gone.pth: no such"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--time_budget_s=abc"], "time_budget_s must be a number"),
+        (["-d", "no-such-data", "--data_path=/x", "--checkpoint_dir=afile/saved"], "checkpoint_dir afile/saved cannot"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--learning_rate=0"], "learning_rate must be above 0"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--train_batch_size=0"], "train_batch_size must be at"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--MAX_ITEM_LIST_LENGTH=0"], "MAX_ITEM_LIST_LENGTH must"),
@@ -87,6 +90,7 @@ def test_cli_writes_complete_json(tiny, tmp_path):
 )
 def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")  # a file where a folder is wanted: checkpoint_dir afile/saved cannot be made
     out = tmp_path / "r.json"
     assert run_rimirec.main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -55,8 +55,8 @@ def test_same_seed_same_tree_and_save_load(tmp_path):
     x = random_vectors(500, 16, 0)
     a, b = build_tree(x, 8, 20, 3, seed=5), build_tree(x, 8, 20, 3, seed=5)
     assert np.array_equal(a.codes, b.codes) and np.array_equal(a.perm, b.perm)
-    a.save(str(tmp_path / "t.npz"))
-    c = ItemTree.load(str(tmp_path / "t.npz"))
+    a.save(str(tmp_path / "new" / "folder" / "t.npz"))  # its folder is created
+    c = ItemTree.load(str(tmp_path / "new" / "folder" / "t.npz"))
     assert np.array_equal(c.codes, a.codes) and c.meta == a.meta
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -96,6 +97,7 @@ class ItemTree:
             path: target ``.npz`` file.
         """
         arrays = {name: getattr(self, name) for name in ARRAYS}
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         np.savez(path, n_items=np.int64(self.n_items), meta=np.array(json.dumps(self.meta)), **arrays)
 
     @classmethod
