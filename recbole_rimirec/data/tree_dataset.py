@@ -12,6 +12,7 @@ indexed by history item ids, never from the batch.
 from __future__ import annotations
 
 import os
+from time import perf_counter
 
 import numpy as np
 import torch
@@ -107,6 +108,7 @@ class TreeDataset(SequentialDataset):
         to_canonical = np.empty_like(order)
         to_canonical[order] = np.arange(len(order))
         dim, seed = settings["vector_dim"], settings["seed"]
+        start = perf_counter()
         if settings["vectors"] == "pretrained":
             vectors = pretrained_vectors(settings["vectors_file"], tokens)[order]
         else:
@@ -117,10 +119,16 @@ class TreeDataset(SequentialDataset):
                 columns = [self._feature_column(f)[order] for f in expected["feature_fields"]]
                 parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))
             vectors = normalize_rows(np.concatenate(parts, axis=1))  # each part unit length, equal weight
+        vectors_s, start = perf_counter() - start, perf_counter()
         tree = build_tree(
             vectors, settings["branching"], settings["leaf_size"], settings["max_depth"], settings["seed"], expected
         )
         tree.perm = order[tree.perm]
+        self.logger.info(
+            f"item tree: {len(tokens) - 1} items, {settings['vectors']} vectors in {vectors_s:.1f} s, "
+            f"hierarchical k-means in {perf_counter() - start:.1f} s: {int((tree.node_depth == 1).sum())} top-level "
+            f"nodes, {int(tree.is_leaf.sum())} leaves, depth {tree.depth}"
+        )
         if path:
             tree.save(path)
             self.logger.info(f"item tree saved to {path}")
