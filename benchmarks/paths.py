@@ -51,9 +51,14 @@ def run_files(paths: list[str]) -> list[Path]:
 
     Returns:
         list[Path]: the run files, in the order given.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist.
     """
     files = []
     for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such run file or benchmark folder")
         files += sorted((p / "runs").glob("*.json")) if p.is_dir() else [p]
     return files
 
@@ -305,7 +310,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder for table.md, paths.json, meta.json, curves.png")
     parser.add_argument("runs", nargs="+", help="run JSON files or benchmark folders")
     args = parser.parse_args(argv)
-    files = run_files(args.runs)
+    try:
+        files = run_files(args.runs)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not files:
         print(f"error: no run JSON files in {' '.join(args.runs)}", file=sys.stderr)
         return 2

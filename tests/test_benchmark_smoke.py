@@ -207,6 +207,7 @@ def test_paths_take_a_folder_recorded_thread_count_for_runs_that_lack_one(tmp_pa
     (tmp_path / "new" / "meta.json").write_text(json.dumps({"commands": []}))
     assert main(["--out", str(tmp_path / "a"), str(tmp_path / "old"), str(tmp_path / "new")]) == 0
     assert "thread counts differ" in (tmp_path / "a" / "table.md").read_text()  # nothing recorded: no ratio
+    assert main(["--out", str(tmp_path / "c"), str(tmp_path / "old"), str(tmp_path / "typo")]) == 2  # one line
     (tmp_path / "old" / "meta.json").write_text(json.dumps({"omp_num_threads_all_commands": "1"}))
     assert main(["--out", str(tmp_path / "b"), str(tmp_path / "old"), str(tmp_path / "new")]) == 0
     table = (tmp_path / "b" / "table.md").read_text()
