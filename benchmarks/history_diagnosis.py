@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     from ann_eval import checkpoint_of
 
     folder = Path(args.folder)
+    if not (folder / "runs").is_dir():
+        print(f"error: {folder} is not a benchmark folder (no runs/ in it)", file=sys.stderr)
+        return 2
     out = []
     for path in sorted((folder / "runs").glob("*.json")):
         run = json.loads(path.read_text())

@@ -112,6 +112,10 @@ def main(folders: list[str]) -> int:
     if START not in text or END not in text:
         print(f"README.md has no {START} ... {END} block", file=sys.stderr)
         return 2
+    missing = [f for f in folders if not Path(f).exists()]
+    if missing:
+        print(f"error: no such results folder or file: {', '.join(missing)}", file=sys.stderr)
+        return 2
     body = "\n".join(scale_block(Path(f)) if f.endswith(".json") else block(Path(f)) for f in folders)
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)

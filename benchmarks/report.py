@@ -333,5 +333,7 @@ def save_valid_curves(series: list[tuple[str, list[dict]]], out, title: str) -> 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--curves":  # report.py --curves out.png run.json ...
         curves_plot(sys.argv[3:], sys.argv[2])
+    elif len(sys.argv) != 2 or not (Path(sys.argv[1]) / "runs").is_dir():
+        sys.exit("usage: report.py <benchmark folder holding runs/> | report.py --curves out.png run.json ...")
     else:
         write_report(Path(sys.argv[1]))

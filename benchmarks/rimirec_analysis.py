@@ -162,6 +162,9 @@ def main() -> int:
         help="recompute only the generator accuracy and selection coverage into an existing --out JSON",
     )
     args = parser.parse_args()
+    if not Path(args.checkpoint).is_file():
+        print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     if args.generator_only:
         result = json.loads(out.read_text())

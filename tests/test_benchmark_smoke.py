@@ -212,3 +212,14 @@ def test_paths_take_a_folder_recorded_thread_count_for_runs_that_lack_one(tmp_pa
     assert main(["--out", str(tmp_path / "b"), str(tmp_path / "old"), str(tmp_path / "new")]) == 0
     table = (tmp_path / "b" / "table.md").read_text()
     assert "thread counts differ" not in table and "best valid reached 10.0x sooner" in table
+
+
+def test_benchmark_tools_name_a_missing_path_in_one_line(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import history_diagnosis
+    import readme
+
+    missing = str(tmp_path / "nope")
+    assert history_diagnosis.main([missing]) == 2 and readme.main([missing]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") and "nope" in line for line in err)
