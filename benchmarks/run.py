@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import os
 import platform
 import sys
@@ -29,13 +30,23 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def parse_value(text: str):
-    """Reads a --set value as YAML (numbers, lists, booleans), else keeps the string."""
+    """Reads a --set value as YAML (numbers, lists, booleans), else keeps the string.
+
+    PyYAML reads ``1e-3`` (no dot) as text, so a string that Python reads as a number is one.
+    """
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    return value
 
 
 def record_command(meta_path: Path, argv: list[str]) -> None:

@@ -223,3 +223,12 @@ def test_benchmark_tools_name_a_missing_path_in_one_line(tmp_path, capsys):
     assert history_diagnosis.main([missing]) == 2 and readme.main([missing]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") and "nope" in line for line in err)
+
+
+def test_set_values_are_read_as_numbers_where_python_reads_numbers():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import parse_value
+
+    assert parse_value("1e-3") == 0.001  # PyYAML alone gives the text '1e-3', which the config check refuses
+    assert parse_value("30") == 30 and isinstance(parse_value("30"), int) and parse_value("True") is True
+    assert parse_value("prefixes") == "prefixes" and parse_value("nan") == "nan" and parse_value("~") is None
