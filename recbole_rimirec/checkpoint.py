@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -54,6 +55,8 @@ def load_checkpoint(path: str, map_location=None) -> dict:
     """
     if not os.path.isfile(path):
         raise ConfigError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive (since torch 1.6)
+        raise ConfigError(f"checkpoint {path} is not a whole file written by torch.save (truncated, or another format)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError by case

@@ -43,8 +43,10 @@ def test_pickled_or_truncated_checkpoints_are_refused(tiny, tmp_path):
     state = torch.load(result["checkpoint"], weights_only=True)
     raw = open(result["checkpoint"], "rb").read()
     (tmp_path / "cut.pth").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ConfigError, match="cannot be loaded safely"):
-        load_checkpoint(str(tmp_path / "cut.pth"))
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    for name in ("cut.pth", "notes.pth"):
+        with pytest.raises(ConfigError, match="is not a whole file written by torch.save"):
+            load_checkpoint(str(tmp_path / name))
 
     torch.save({**state, "config": Payload()}, tmp_path / "pickled.pth")
     with pytest.raises(ConfigError, match="cannot be loaded safely"):
