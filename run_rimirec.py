@@ -1,9 +1,13 @@
 """Train and test a model through the recbole_rimirec plugin.
 
+Any other --key=value sets that config key (RecBole's or the plugin's; it wins over the YAML
+files); values are checked before the data is read.
+
 Examples:
     python run_rimirec.py                                  # RimiRec on ml-100k
     python run_rimirec.py -m SASRec --out r.json           # a RecBole model, result as JSON
-    python run_rimirec.py -m MIND -d amazon-beauty --data_path=../shared/data --epochs=50
+    python run_rimirec.py -m MIND -d amazon-beauty --data_path=/path/to/atomic --epochs=50
+    python run_rimirec.py -m SASRecAllPos --all_positions_stride=10 --learning_rate=1e-3
 """
 
 from __future__ import annotations
