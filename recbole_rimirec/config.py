@@ -15,7 +15,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_rimirec import compat
-from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.errors import ConfigError, check_integer
 
 
 def properties_dir() -> Path:
@@ -140,29 +140,27 @@ class Config(RecBoleConfig):
                 self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
 
 
-# RecBole's training keys and common model sizes: key -> (integer only, the least value allowed, or None);
-# a key the run does not have (None) is skipped.
-CORE_KEYS = {
-    "epochs": (True, 0),
-    "train_batch_size": (True, 1),
-    "eval_batch_size": (True, 1),
-    "eval_step": (True, 0),
-    "stopping_step": (True, 0),
-    "MAX_ITEM_LIST_LENGTH": (True, 1),
-    "seed": (True, None),
-    "learning_rate": (False, 0.0),  # and above it
-    "weight_decay": (False, 0.0),
-    "time_budget_s": (False, 0.0),
-    "hidden_size": (True, 1),
-    "embedding_size": (True, 1),
-    "inner_size": (True, 1),
-    "n_layers": (True, 1),
-    "n_heads": (True, 1),
-    "interest_num": (True, 1),
-    "routing_iterations": (True, 1),
-    "neg_sample_factor": (True, 1),
-    "tree_vector_dim": (True, 1),
+# RecBole's training keys and common model sizes, with the least value allowed (None: any); a key the
+# run does not have (None) is skipped.
+INTEGER_KEYS = {
+    "epochs": 0,
+    "train_batch_size": 1,
+    "eval_batch_size": 1,
+    "eval_step": 0,
+    "stopping_step": 0,
+    "MAX_ITEM_LIST_LENGTH": 1,
+    "seed": None,
+    "hidden_size": 1,
+    "embedding_size": 1,
+    "inner_size": 1,
+    "n_layers": 1,
+    "n_heads": 1,
+    "interest_num": 1,
+    "routing_iterations": 1,
+    "neg_sample_factor": 1,
+    "tree_vector_dim": 1,
 }
+NUMBER_KEYS = ("learning_rate", "weight_decay", "time_budget_s")  # >= 0, and learning_rate > 0
 
 
 def check_core_keys(config) -> None:
@@ -177,17 +175,17 @@ def check_core_keys(config) -> None:
     Raises:
         ConfigError: naming the key and the value.
     """
-    for key, (integer, low) in CORE_KEYS.items():
+    for key, low in INTEGER_KEYS.items():
+        if config[key] is not None:
+            check_integer(key, config[key], low)
+    for key in NUMBER_KEYS:
         value = config[key]
         if value is None:
             continue
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, not {value!r}")
-        if key == "learning_rate" and value <= 0:
-            raise ConfigError(f"learning_rate must be above 0, not {value!r}")
-        if low is not None and value < low:
-            raise ConfigError(f"{key} must be at least {low}, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, not {value!r}")
+        if value < 0 or (key == "learning_rate" and value == 0):
+            raise ConfigError(f"{key} must be {'above' if key == 'learning_rate' else 'at least'} 0, not {value!r}")
     size, heads = config["hidden_size"], config["n_heads"]
     if size is not None and heads is not None and size % heads:
         raise ConfigError(f"hidden_size ({size}) must be a multiple of n_heads ({heads})")

@@ -285,9 +285,8 @@ class RetrievalTrainer(Trainer):
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         if self.distributed:  # sums over ranks (users repeated by the sampler's padding count twice)
-            totals = torch.tensor(
-                [float(v) for v in self._stats.values()], device=self.device
-            )  # NCCL reduces GPU tensors
+            # on the trainer's device: NCCL (several GPUs) reduces GPU tensors only
+            totals = torch.tensor([float(v) for v in self._stats.values()], device=self.device)
             torch.distributed.all_reduce(totals)
             self._stats = dict(zip(self._stats, totals.tolist(), strict=True))
         users = max(self._stats["users"], 1)

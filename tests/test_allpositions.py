@@ -88,7 +88,7 @@ def test_bad_stride_is_a_one_line_error(tiny, stride):
     from recbole_rimirec.errors import ConfigError
 
     config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=stride)
-    with pytest.raises(ConfigError, match=r"all_positions_stride .* not an integer in \[1, 8\]"):
+    with pytest.raises(ConfigError, match=r"all_positions_stride must be an integer in \[1, 8\], not"):
         AllPositionsDataLoader(config, ds)
 
 

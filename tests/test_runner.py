@@ -81,10 +81,13 @@ def test_cli_writes_complete_json(tiny, tmp_path):
         (["-d", "no-such-data", "--data_path=/nonexistent", "--time_budget_s=abc"], "time_budget_s must be a number"),
         (["-d", "no-such-data", "--data_path=/x", "--checkpoint_dir=afile/saved"], "checkpoint_dir afile/saved cannot"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--learning_rate=0"], "learning_rate must be above 0"),
-        (["-d", "no-such-data", "--data_path=/nonexistent", "--train_batch_size=0"], "train_batch_size must be at"),
+        (["-d", "no-such-data", "--data_path=/nonexistent", "--train_batch_size=0"], "train_batch_size must be an"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--MAX_ITEM_LIST_LENGTH=0"], "MAX_ITEM_LIST_LENGTH must"),
         (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--tree_branching=1"], "tree_branching"),
-        (["-m", "SASRecAllPos", "-d", "no-such-data", "--data_path=/x", "--all_positions_stride=0"], "stride 0 is not"),
+        (
+            ["-m", "SASRecAllPos", "-d", "no-such-data", "--data_path=/x", "--all_positions_stride=0"],
+            "stride must be an",
+        ),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--topk=0"], "config: topk must be a positive integer"),
     ],
 )

@@ -19,7 +19,7 @@ from recbole_rimirec.data.sequences import (
     random_cuts,
     sequences_from_prefix_rows,
 )
-from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.errors import ConfigError, check_integer
 
 
 def targets_field(dataset) -> str:
@@ -90,10 +90,8 @@ def all_positions_stride(config) -> int | None:
     Raises:
         ConfigError: naming the value and the allowed range.
     """
-    stride, max_len = config["all_positions_stride"], config["MAX_ITEM_LIST_LENGTH"]
-    if stride is not None and not (isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride <= max_len):
-        raise ConfigError(f"all_positions_stride {stride!r} is not an integer in [1, {max_len}] (MAX_ITEM_LIST_LENGTH)")
-    return stride
+    stride = config["all_positions_stride"]
+    return None if stride is None else check_integer("all_positions_stride", stride, 1, config["MAX_ITEM_LIST_LENGTH"])
 
 
 def trim_padding(batch: Interaction, list_fields: list[str], length_field: str) -> Interaction:

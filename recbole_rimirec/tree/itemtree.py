@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.errors import ConfigError, check_integer
 
 ARRAYS = ("perm", "node_lo", "node_hi", "node_parent", "node_depth", "child_lo", "child_hi")
 
@@ -190,11 +190,9 @@ def check_tree_shape(branching, leaf_size, max_depth) -> None:
     Raises:
         ConfigError: naming the key and the value.
     """
-    for key, value, low in (("branching", branching, 2), ("leaf_size", leaf_size, 1), ("max_depth", max_depth, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ConfigError(f"tree_{key} must be an integer, not {value!r}")
-        if value < low:
-            raise ConfigError(f"tree_{key} must be at least {low}, not {value}")
+    check_integer("tree_branching", branching, 2)
+    check_integer("tree_leaf_size", leaf_size, 1)
+    check_integer("tree_max_depth", max_depth, 1)
 
 
 def build_tree(
