@@ -7,10 +7,10 @@ model is compared with itself under another ``train_mode``. Writes ``table.md``,
 ``meta.json`` (this command) and ``curves.png`` (valid NDCG@10 against training seconds, one seed per
 path) in ``--out``.
 
-Every path is compared with the architecture's prefixes, and a length-grouped path
-(``all_positions_group_by_length``) also with the same path ungrouped. The speed-up is the ratio of
-mean time to best valid (baseline / other): to the validation RecBole kept (the last of tied best
-scores) and to the first validation that reached that score; it is given only when both paths ran with
+Every path is compared with the architecture's prefixes, and a length-grouped or packed path
+(``all_positions_group_by_length``, ``all_positions_pack``) also with the same path without it. The
+speed-up is the ratio of mean time to best valid (baseline / other): to the validation RecBole kept (the last of tied
+best scores) and to the first validation that reached that score; it is given only when both paths ran with
 the same torch thread count. Time-capped runs are shown, marked, and
 never enter a ratio or a difference.
 """
@@ -82,8 +82,13 @@ def load_run(path: Path) -> dict:
 
 
 # set keys that make another path (a flag's name stands alone when true)
-PATH_KEYS = {"all_positions_stride": "stride", "train_batch_size": "batch", "all_positions_group_by_length": "grouped"}
-GROUPED = " grouped"
+PATH_KEYS = {
+    "all_positions_stride": "stride",
+    "train_batch_size": "batch",
+    "all_positions_group_by_length": "grouped",
+    "all_positions_pack": "packed",
+}
+PADDING_CUTS = (" grouped", " packed")  # paths also compared with the same path without them
 
 
 def path_of(run: dict) -> str:
@@ -94,7 +99,7 @@ def path_of(run: dict) -> str:
 
     Returns:
         str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``, ``all_positions batch 32``,
-        ``all_positions grouped``.
+        ``all_positions grouped``, ``all_positions batch 350 packed``.
     """
     config = run.get("config") or {}
     parts = [run.get("train_mode") or "prefixes"]
@@ -108,7 +113,7 @@ def path_of(run: dict) -> str:
 
 
 def baselines_of(mode: str) -> list[str]:
-    """The paths a path is compared with: prefixes, and for a length-grouped path the same path ungrouped.
+    """The paths a path is compared with: prefixes, and for a grouped or packed path the same path without it.
 
     Args:
         mode: a path as :func:`path_of` names it.
@@ -118,7 +123,7 @@ def baselines_of(mode: str) -> list[str]:
     """
     if mode == "prefixes":
         return []
-    return ["prefixes"] + ([mode.replace(GROUPED, "")] if GROUPED in mode else [])
+    return ["prefixes"] + [mode.replace(cut, "") for cut in PADDING_CUTS if cut in mode]
 
 
 def _epochs_to_best(run: dict) -> int | None:

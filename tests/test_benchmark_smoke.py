@@ -121,6 +121,8 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
         },
         {**_run("SASRecAllPos", "all_positions", 2, 5.0, 9, 0.06, [0, 0]), "all_positions_group_by_length": False},
         {**_run("SASRecAllPos", "all_positions", 3, 20.0, 4, 0.06, [0, 0]), "all_positions_stride": 25},  # recorded
+        {**_run("SASRecAllPos", "all_positions", 1, 10.0, 4, 0.06, [0, 0]), "config": {"train_batch_size": 8}}
+        | {"all_positions_pack": True},
     ]
     summary = summarize(runs)
     assert paths.time_to_first_best(runs[0]) == 200.0
@@ -143,6 +145,8 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert grouped["base"] == "all_positions" and grouped["time_to_best_s_ratio"] == pytest.approx(2.0)
     assert grouped["ndcg@10_base_minus_other"] == pytest.approx(-0.01)
     assert summary["comparisons"]["d/SASRec/all_positions grouped"]["base"] == "prefixes"
+    packed = summary["comparisons"]["d/SASRec/all_positions batch 8 packed vs all_positions batch 8"]
+    assert packed["time_to_best_s_ratio"] == pytest.approx(2.0)  # against the same batch size unpacked
     rimi = summary["comparisons"]["d/RimiRec/all_positions"]
     assert not rimi["same_threads"] and "time_to_best_s_ratio" not in rimi  # 1 vs 2 threads: no ratio
     for i, run in enumerate(runs):

@@ -16,6 +16,7 @@ from recbole.data.interaction import Interaction
 from recbole_rimirec.data.sequences import (
     all_position_windows,
     length_grouped_order,
+    packed_rows,
     random_cuts,
     sequences_from_prefix_rows,
 )
@@ -32,6 +33,25 @@ def targets_field(dataset) -> str:
         str: the item id field name + ``_targets`` (``item_id_targets``).
     """
     return dataset.iid_field + "_targets"
+
+
+POSITION_SUFFIX = "_position"  # packed rows: each slot's position inside its own window
+SEGMENT_SUFFIX = "_segment"  # packed rows: the window's 1-based rank in its row, 0 on padding
+
+
+def packing_of(interaction, item_seq_field: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The per-slot positions and segments of packed rows, or ``(None, None)`` for plain rows.
+
+    Args:
+        interaction: a training batch.
+        item_seq_field: the item list field (``item_id_list``).
+
+    Returns:
+        (positions, segments): [B, L] each, or ``None`` twice.
+    """
+    if item_seq_field + SEGMENT_SUFFIX not in interaction:
+        return None, None
+    return interaction[item_seq_field + POSITION_SUFFIX], interaction[item_seq_field + SEGMENT_SUFFIX]
 
 
 def epoch_weighted(loss: torch.Tensor, n_targets: torch.Tensor, interaction, targets: str) -> torch.Tensor:
@@ -137,6 +157,9 @@ class AllPositionsDataLoader(TrainDataLoader):
     :func:`~recbole_rimirec.data.sequences.all_position_windows`). ``all_positions_group_by_length``
     draws batches of similar-length windows (see
     :func:`~recbole_rimirec.data.sequences.length_grouped_order`), so padding is trimmed away.
+    ``all_positions_pack`` keeps random batches and places each batch's windows end to end in rows
+    of ``MAX_ITEM_LIST_LENGTH`` slots (see :func:`~recbole_rimirec.data.sequences.packed_rows`),
+    adding ``item_id_list_position`` and ``item_id_list_segment``; the batch's targets are the same.
 
     Args:
         config: the run's Config.
@@ -150,8 +173,11 @@ class AllPositionsDataLoader(TrainDataLoader):
         max_len, stride = dataset.max_item_list_len, all_positions_stride(config)
         owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
         self._group = config["all_positions_group_by_length"]
+        self._pack = config["all_positions_pack"]
         if self._group and not config["single_spec"]:
             raise ConfigError("all_positions_group_by_length is not supported with several processes; set it to False")
+        if self._group and self._pack:
+            raise ConfigError("all_positions_pack and all_positions_group_by_length both cut padding; set one to False")
         self._lengths, self._order = lengths, np.arange(len(lengths))
         columns = {
             dataset.uid_field: torch.from_numpy(users[owner]),
@@ -177,7 +203,28 @@ class AllPositionsDataLoader(TrainDataLoader):
     def collate_fn(self, index):
         ds = self._dataset
         batch = super().collate_fn(self._order[np.asarray(index)])
-        return trim_padding(batch, [ds.item_id_list_field, targets_field(ds)], ds.item_list_length_field)
+        lists = [ds.item_id_list_field, targets_field(ds)]
+        if self._pack:
+            batch = self._packed(batch)
+            lists += [ds.item_id_list_field + POSITION_SUFFIX, ds.item_id_list_field + SEGMENT_SUFFIX]
+        return trim_padding(batch, lists, ds.item_list_length_field)
+
+    def _packed(self, batch: Interaction) -> Interaction:
+        """The batch's windows packed into shared rows; each row's user is its first window's."""
+        ds = self._dataset
+        seq, targets = ds.item_id_list_field, targets_field(ds)
+        inputs, target, position, segment, used, first = packed_rows(
+            batch[seq].numpy(), batch[targets].numpy(), batch[ds.item_list_length_field].numpy(), ds.max_item_list_len
+        )
+        columns = {
+            ds.uid_field: batch[ds.uid_field][torch.from_numpy(first)],
+            seq: inputs,
+            ds.item_list_length_field: used,
+            targets: target,
+            seq + POSITION_SUFFIX: position,
+            seq + SEGMENT_SUFFIX: segment,
+        }
+        return Interaction({k: v if torch.is_tensor(v) else torch.from_numpy(v) for k, v in columns.items()})
 
 
 class RandomCutDataLoader(TrainDataLoader):

@@ -161,3 +161,67 @@ def length_grouped_order(lengths: np.ndarray, batch_size: int, perm: np.ndarray,
     full = len(sorted_rows) // batch_size
     batches = sorted_rows[: full * batch_size].reshape(full, batch_size)[np.asarray(batch_perm, dtype=np.int64)]
     return np.concatenate([batches.reshape(-1), sorted_rows[full * batch_size :]]).astype(np.int64)
+
+
+def pack_windows(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Places windows side by side in rows of ``capacity`` slots, so short windows share a row.
+
+    Greedy: the longest unplaced window opens a row, then the shortest unplaced ones fill it while
+    they fit. Every window keeps its items contiguous and in order, and a row's windows fill its
+    first slots without gaps.
+
+    Args:
+        lengths: [W] window lengths, each in [1, capacity].
+        capacity: slots per row (``MAX_ITEM_LIST_LENGTH``).
+
+    Returns:
+        (row, start, segment, n_rows): for each window [W], its row, its first slot in that row, and
+        its 1-based rank inside the row (0 is left for padding); ``n_rows`` rows in all.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > capacity):
+        raise ValueError(f"window lengths must be in [1, {capacity}]")
+    order = np.argsort(-lengths, kind="stable")
+    row, start, segment = (np.zeros(len(lengths), dtype=np.int64) for _ in range(3))
+    lo, hi, n_rows = 0, len(lengths) - 1, 0
+    while lo <= hi:
+        take, used = [order[lo]], lengths[order[lo]]
+        lo += 1
+        while lo <= hi and used + lengths[order[hi]] <= capacity:
+            take.append(order[hi])
+            used += lengths[order[hi]]
+            hi -= 1
+        row[take], segment[take] = n_rows, np.arange(1, len(take) + 1)
+        start[take] = np.r_[0, np.cumsum(lengths[take])[:-1]]
+        n_rows += 1
+    return row, start, segment, n_rows
+
+
+def packed_rows(
+    inputs: np.ndarray, targets: np.ndarray, lengths: np.ndarray, capacity: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Packs left-aligned windows into shared rows (see :func:`pack_windows`).
+
+    Args:
+        inputs: [W, L] window inputs, left-aligned, 0-padded.
+        targets: [W, L] next-item targets (0 = no loss there).
+        lengths: [W] number of inputs per window.
+        capacity: slots per packed row, at least ``max(lengths)``.
+
+    Returns:
+        (inputs, targets, positions, segments, used, first): [R, capacity] packed inputs and
+        targets; positions: each slot's position inside its own window (0 on padding); segments:
+        the window's 1-based rank in the row (0 on padding); used [R] slots filled; first [R] the
+        index of each row's first window.
+    """
+    row, start, segment, n_rows = pack_windows(lengths, capacity)
+    col = np.arange(inputs.shape[1])[None, :]  # [1, L]
+    valid = col < lengths[:, None]  # [W, L]
+    w, k = np.nonzero(valid)  # window and position of every real slot
+    slot = row[w] * capacity + start[w] + k  # flat index into [R, capacity]
+    out = [np.zeros(n_rows * capacity, dtype=np.int64) for _ in range(4)]
+    out[0][slot], out[1][slot], out[2][slot], out[3][slot] = inputs[w, k], targets[w, k], k, segment[w]
+    used = np.bincount(row, weights=lengths, minlength=n_rows).astype(np.int64)
+    first = np.zeros(n_rows, dtype=np.int64)
+    first[row[segment == 1]] = np.flatnonzero(segment == 1)
+    return (*(a.reshape(n_rows, capacity) for a in out), used, first)

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.layers import TransformerEncoder
 
-from recbole_rimirec.data.loaders import epoch_weighted
+from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.generator import TreeGenerator
+from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
@@ -127,21 +128,28 @@ class RimiRec(SequentialRecommender):
             module.weight.data[module.padding_idx].zero_()
 
     # ----- the shared causal encoder -----
-    def encode_all(self, item_seq: torch.Tensor) -> torch.Tensor:
+    def encode_all(
+        self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Causal states after every position.
 
         Args:
             item_seq: [B, L] left-aligned item ids.
+            positions: [B, L] position of each slot in its own window (packed rows); ``None`` = 0..L-1.
+            segments: [B, L] window rank of each slot (packed rows, see ``model.packing``); ``None``
+                for one window per row.
 
         Returns:
             torch.Tensor: [B, L, H].
         """
-        positions = torch.arange(item_seq.size(1), device=item_seq.device)
-        x = self.item_embedding(item_seq) + self.position_embedding(positions)[None]  # [B, L, H]
+        if positions is None:
+            positions = torch.arange(item_seq.size(1), device=item_seq.device)[None]  # [1, L]
+        x = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
         if self.code_embedding is not None:
             x = x + self.code_embedding(self.tree.codes[item_seq]).sum(2)  # history codes: [B, L, D, H] -> [B, L, H]
         x = self.dropout(self.LayerNorm(x))
-        return self.trm_encoder(x, self.get_attention_mask(item_seq), output_all_encoded_layers=True)[-1]
+        mask = self.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
+        return self.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
 
     def forward(self, item_seq, item_seq_len):
         return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
@@ -160,7 +168,8 @@ class RimiRec(SequentialRecommender):
         if self.TARGETS in interaction:
             targets = interaction[self.TARGETS]  # [B, L]
             keep = targets > 0
-            h, target = self.encode_all(interaction[self.ITEM_SEQ])[keep], targets[keep]  # [P, H], [P]
+            hidden = self.encode_all(interaction[self.ITEM_SEQ], *packing_of(interaction, self.ITEM_SEQ))  # [B, L, H]
+            h, target = hidden[keep], targets[keep]  # [P, H], [P]
         else:
             h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
             target = interaction[self.POS_ITEM_ID]

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
-from recbole_rimirec.data.loaders import epoch_weighted
+from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.packing import packed_attention_mask
 
 
 class SASRecAllPos(SASRec):
@@ -35,19 +36,25 @@ class SASRecAllPos(SASRec):
             raise ConfigError(f"SASRecAllPos needs loss_type: CE, not {self.loss_type}")
         self.TARGETS = self.ITEM_ID + "_targets"
 
-    def encode_all(self, item_seq: torch.Tensor) -> torch.Tensor:
-        """Runs the causal encoder once over left-aligned sequences.
+    def encode_all(
+        self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Runs the causal encoder once over left-aligned sequences (or packed rows).
 
         Args:
             item_seq: [B, L] item ids, 0-padded on the right.
+            positions: [B, L] position of each slot in its own window (packed rows); ``None`` = 0..L-1.
+            segments: [B, L] window rank of each slot (packed rows, see ``model.packing``); ``None``
+                for one window per row.
 
         Returns:
             torch.Tensor: [B, L, H] the hidden state after each position.
         """
-        positions = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        hidden = self.item_embedding(item_seq) + self.position_embedding(positions)[None]  # [B, L, H]
+        if positions is None:
+            positions = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)[None]  # [1, L]
+        hidden = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
         hidden = self.dropout(self.LayerNorm(hidden))
-        mask = self.get_attention_mask(item_seq)
+        mask = self.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
         return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]
 
     def forward(self, item_seq, item_seq_len):
@@ -57,7 +64,7 @@ class SASRecAllPos(SASRec):
         """Full softmax at every position that has a target; on prefix rows, RecBole's SASRec loss.
 
         Args:
-            interaction: all-positions rows (``item_id_targets``) or RecBole's prefix rows.
+            interaction: all-positions rows (``item_id_targets``, plain or packed) or RecBole's prefix rows.
 
         Returns:
             torch.Tensor: the scalar loss, a mean over the batch's targets.
@@ -65,7 +72,7 @@ class SASRecAllPos(SASRec):
         if self.TARGETS not in interaction:
             return super().calculate_loss(interaction)
         targets = interaction[self.TARGETS]  # [B, L], 0 where there is no target
-        hidden = self.encode_all(interaction[self.ITEM_SEQ])  # [B, L, H]
+        hidden = self.encode_all(interaction[self.ITEM_SEQ], *packing_of(interaction, self.ITEM_SEQ))  # [B, L, H]
         keep = targets > 0
         logits = hidden[keep] @ self.item_embedding.weight.T  # [N, n_items]
         return epoch_weighted(F.cross_entropy(logits, targets[keep]), keep.sum(), interaction, self.TARGETS)
