@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recbole_rimirec.config import Config
-from recbole_rimirec.data.loaders import AllPositionsDataLoader
 from recbole_rimirec.data.preparation import create_dataset, data_preparation
 from recbole_rimirec.data.sequences import pack_windows, packed_rows
 from recbole_rimirec.errors import ConfigError
@@ -89,7 +88,7 @@ def test_packed_batch_gives_every_target_the_same_state_and_the_same_loss(tiny, 
     torch.manual_seed(0)
     net = config.model_class(config, ds).eval()  # dropout off
     targets = ds.iid_field + "_targets"
-    plain = AllPositionsDataLoader.collate_fn(loader, np.arange(16))  # the unpacked loader's first batch
+    plain = loader.collate_fn(np.arange(16))  # the first 16 windows, unpacked (packing is off)
     assert "item_id_list_segment" not in plain
     packed = loader._packed(plain)
     assert len(packed) < len(plain)  # some windows share a row
