@@ -85,6 +85,7 @@ def load_run(path: Path) -> dict:
 PATH_KEYS = {
     "all_positions_stride": "stride",
     "train_batch_size": "batch",
+    "all_positions_batch_targets": "targets",
     "all_positions_group_by_length": "grouped",
     "all_positions_pack": "packed",
 }
@@ -99,12 +100,16 @@ def path_of(run: dict) -> str:
 
     Returns:
         str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``, ``all_positions batch 32``,
-        ``all_positions grouped``, ``all_positions batch 350 packed``.
+        ``all_positions grouped``, ``all_positions batch 350 packed``, ``all_positions targets 2048 packed``.
     """
     config = run.get("config") or {}
     parts = [run.get("train_mode") or "prefixes"]
     for key, short in PATH_KEYS.items():
         value = run[key] if key in run else config.get(key)  # the effective value, else the --set one (older runs)
+        if key == "train_batch_size" and (
+            run.get("all_positions_batch_targets") or config.get("all_positions_batch_targets")
+        ):
+            continue  # the batch is set in targets, not windows
         if isinstance(value, bool):
             parts += [short] if value else []
         elif value is not None:

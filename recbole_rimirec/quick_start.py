@@ -21,7 +21,12 @@ from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
 
 # options of the all_positions path a result records (their effective values, defaults included)
-ALL_POSITIONS_KEYS = ("all_positions_stride", "all_positions_group_by_length", "all_positions_pack")
+ALL_POSITIONS_KEYS = (
+    "all_positions_stride",
+    "all_positions_group_by_length",
+    "all_positions_pack",
+    "all_positions_batch_targets",
+)
 
 
 def _make_dirs(config) -> None:
@@ -88,7 +93,8 @@ def run(
 
     Returns:
         dict: ``model``, ``dataset``, ``seed``, ``train_mode`` (with ``all_positions``: the effective
-        ``all_positions_stride``, ``all_positions_group_by_length`` and ``all_positions_pack``),
+        ``all_positions_stride``, ``all_positions_group_by_length``, ``all_positions_pack`` and
+        ``all_positions_batch_targets``),
         ``best_valid_result``, ``test_result``, ``timings``
         (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
         training seconds up to the best validation, ``valid_curve``: the valid score after each

@@ -135,3 +135,39 @@ def test_length_grouped_batches_weigh_every_target_the_same(tiny, model):
     # RimiRec's tower loss is a mean over (position, tree level) pairs and leaves sit at different
     # depths, so its per-target weight is even only up to the batch's mix of depths.
     assert torch.allclose(epoch, mean_all * n_targets / per_window, rtol=1e-5 if model == "SASRecAllPos" else 1e-3)
+
+
+def test_windows_per_batch_rounds_to_the_nearest_whole_window():
+    from recbole_rimirec.data.sequences import windows_per_batch
+
+    assert windows_per_batch(2048, 5.84) == 351  # Amazon Beauty's train split
+    assert windows_per_batch(2048, 40.0) == 51
+    assert windows_per_batch(10, 50.0) == 1  # never an empty batch
+    assert windows_per_batch(100, 0.0) >= 1
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_batch_targets_sets_windows_per_batch_and_keeps_every_target(tiny, pack):
+    extra = {"MAX_ITEM_LIST_LENGTH": 8, "all_positions_pack": pack}
+    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, **extra, "all_positions_batch_targets": 60})
+    loader, _, _ = data_preparation(config, create_dataset(config))
+    plain_config = Config("SASRecAllPos", "tiny", config_dict={**tiny, **extra, "train_batch_size": 1000})
+    everything, _, _ = data_preparation(plain_config, create_dataset(plain_config))
+    targets = "item_id_targets"
+    per_window = float((loader._dataset.inter_feat[targets] > 0).sum(1).float().mean())
+    assert loader.step == max(1, round(60 / per_window)) != config["train_batch_size"]
+    batches = list(loader)
+    assert len(batches) == -(-len(loader._dataset) // loader.step)
+    seen = torch.cat([b[targets][b[targets] > 0] for b in batches]).sort().values
+    assert torch.equal(seen, torch.cat([b[targets][b[targets] > 0] for b in everything]).sort().values)
+    # batches hold about 60 targets on average (all but the short last one)
+    assert abs(np.mean([int((b[targets] > 0).sum()) for b in batches[:-1]]) - 60) < 0.25 * 60
+
+
+@pytest.mark.parametrize("value", [0, 2.5, "many"])
+def test_bad_batch_targets_is_a_one_line_error(tiny, value):
+    from recbole_rimirec.errors import ConfigError
+
+    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "all_positions_batch_targets": value})
+    with pytest.raises(ConfigError, match=r"all_positions_batch_targets must be an integer of at least 1, not"):
+        data_preparation(config, create_dataset(config))

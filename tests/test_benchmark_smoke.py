@@ -147,6 +147,8 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert summary["comparisons"]["d/SASRec/all_positions grouped"]["base"] == "prefixes"
     packed = summary["comparisons"]["d/SASRec/all_positions batch 8 packed vs all_positions batch 8"]
     assert packed["time_to_best_s_ratio"] == pytest.approx(2.0)  # against the same batch size unpacked
+    targets = {**runs[-1], "all_positions_batch_targets": 2048, "train_batch_size": 128}  # the batch in targets
+    assert paths.path_of(targets) == "all_positions targets 2048 packed"
     rimi = summary["comparisons"]["d/RimiRec/all_positions"]
     assert not rimi["same_threads"] and "time_to_best_s_ratio" not in rimi  # 1 vs 2 threads: no ratio
     for i, run in enumerate(runs):

@@ -19,6 +19,7 @@ from recbole_rimirec.data.sequences import (
     packed_rows,
     random_cuts,
     sequences_from_prefix_rows,
+    windows_per_batch,
 )
 from recbole_rimirec.errors import ConfigError, check_integer
 
@@ -114,6 +115,22 @@ def all_positions_stride(config) -> int | None:
     return None if stride is None else check_integer("all_positions_stride", stride, 1, config["MAX_ITEM_LIST_LENGTH"])
 
 
+def all_positions_batch_targets(config) -> int | None:
+    """The checked ``all_positions_batch_targets``.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        int | None: targets per batch (at least 1), or ``None`` (``train_batch_size`` counts windows).
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    value = config["all_positions_batch_targets"]
+    return None if value is None else check_integer("all_positions_batch_targets", value, 1)
+
+
 def trim_padding(batch: Interaction, list_fields: list[str], length_field: str) -> Interaction:
     """Cuts left-aligned list fields to the batch's longest sequence (a view; values unchanged).
 
@@ -160,6 +177,9 @@ class AllPositionsDataLoader(TrainDataLoader):
     ``all_positions_pack`` keeps random batches and places each batch's windows end to end in rows
     of ``MAX_ITEM_LIST_LENGTH`` slots (see :func:`~recbole_rimirec.data.sequences.packed_rows`),
     adding ``item_id_list_position`` and ``item_id_list_segment``; the batch's targets are the same.
+    ``all_positions_batch_targets`` sets the windows per batch from the epoch's mean targets per
+    window (see :func:`~recbole_rimirec.data.sequences.windows_per_batch`) in place of
+    ``train_batch_size``, so a step sees about as many targets as one of RecBole's prefix-row batches.
 
     Args:
         config: the run's Config.
@@ -179,6 +199,7 @@ class AllPositionsDataLoader(TrainDataLoader):
         if self._group and self._pack:
             raise ConfigError("all_positions_pack and all_positions_group_by_length both cut padding; set one to False")
         self._lengths, self._order = lengths, np.arange(len(lengths))
+        self._targets_per_window = float((targets > 0).sum(1).mean()) if len(targets) else 1.0
         columns = {
             dataset.uid_field: torch.from_numpy(users[owner]),
             dataset.item_id_list_field: torch.from_numpy(inputs),
@@ -186,11 +207,23 @@ class AllPositionsDataLoader(TrainDataLoader):
             targets_field(dataset): torch.from_numpy(targets),
         }
         if self._group:  # see epoch_weighted
-            columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), float((targets > 0).sum(1).mean()))
+            columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), self._targets_per_window)
         rows = Interaction(columns)
         # With grouping, __iter__ draws each epoch's batches and torch reads them in order.
         super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle and not self._group)
         self.shuffle = shuffle
+
+    def _init_batch_size_and_step(self):
+        batch_targets = all_positions_batch_targets(self.config)
+        if batch_targets is None:
+            return super()._init_batch_size_and_step()
+        windows = windows_per_batch(batch_targets, self._targets_per_window)
+        self.logger.info(
+            f"all_positions_batch_targets {batch_targets}: {windows} windows per batch "
+            f"({self._targets_per_window:.2f} targets per window)"
+        )
+        self.step = windows
+        self.set_batch_size(windows)
 
     def __iter__(self):
         if self._group and self.shuffle:

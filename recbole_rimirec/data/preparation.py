@@ -12,7 +12,12 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
-from recbole_rimirec.data.loaders import AllPositionsDataLoader, RandomCutDataLoader, all_positions_stride
+from recbole_rimirec.data.loaders import (
+    AllPositionsDataLoader,
+    RandomCutDataLoader,
+    all_positions_batch_targets,
+    all_positions_stride,
+)
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.utils import get_dataset_class
 
@@ -93,6 +98,7 @@ def train_mode_of(config) -> str:
         raise ConfigError("train_mode 'all_positions' needs train_neg_sample_args: ~ (the model samples its own)")
     if mode == "all_positions":
         all_positions_stride(config)
+        all_positions_batch_targets(config)
     return mode
 
 
