@@ -238,3 +238,19 @@ def test_set_values_are_read_as_numbers_where_python_reads_numbers():
     assert parse_value("1e-3") == 0.001  # PyYAML alone gives the text '1e-3', which the config check refuses
     assert parse_value("30") == 30 and isinstance(parse_value("30"), int) and parse_value("True") is True
     assert parse_value("prefixes") == "prefixes" and parse_value("nan") == "nan" and parse_value("~") is None
+
+
+def test_window_counts_match_the_prefix_rows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import window_counts
+
+    out = tmp_path / "counts.json"
+    assert (
+        window_counts.main(["--datasets", "tiny", "--data_path", str(DATA), "--batch_targets", "64", "--out", str(out)])
+        == 0
+    )
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["targets"] == row["prefix_rows"]  # every prefix row's target is in exactly one window
+    assert row["windows_per_batch"] == max(1, round(64 / (row["targets"] / row["windows"])))
+    assert row["steps_per_epoch_all_positions"] == -(-row["windows"] // row["windows_per_batch"])
