@@ -15,6 +15,7 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.checkpoint import plain
 from recbole_rimirec.config import Config, check_core_keys, check_metrics, check_types, unknown_keys
+from recbole_rimirec.data.loaders import all_positions_batch_targets
 from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.trainer import TrainingBudgetExhausted
@@ -27,6 +28,22 @@ ALL_POSITIONS_KEYS = (
     "all_positions_pack",
     "all_positions_batch_targets",
 )
+
+
+def all_positions_settings(config, train_data) -> dict:
+    """The effective settings of an all-positions run, as recorded in its result.
+
+    Args:
+        config: the run's Config.
+        train_data: its ``AllPositionsDataLoader``.
+
+    Returns:
+        dict: ``ALL_POSITIONS_KEYS`` (``all_positions_batch_targets`` only when it set the batch) and
+        ``windows_per_batch``.
+    """
+    settings = {key: config[key] for key in ALL_POSITIONS_KEYS}
+    settings["all_positions_batch_targets"] = all_positions_batch_targets(config)
+    return settings | {"windows_per_batch": train_data.step}
 
 
 def _make_dirs(config) -> None:
@@ -93,8 +110,8 @@ def run(
 
     Returns:
         dict: ``model``, ``dataset``, ``seed``, ``train_mode`` (with ``all_positions``: the effective
-        ``all_positions_stride``, ``all_positions_group_by_length``, ``all_positions_pack`` and
-        ``all_positions_batch_targets``),
+        ``all_positions_stride``, ``all_positions_group_by_length``, ``all_positions_pack``,
+        ``all_positions_batch_targets`` and ``windows_per_batch``),
         ``best_valid_result``, ``test_result``, ``timings``
         (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
         training seconds up to the best validation, ``valid_curve``: the valid score after each
@@ -150,7 +167,7 @@ def run(
         "dataset": config["dataset"],
         "seed": config["seed"],
         "train_mode": config["train_mode"] or "prefixes",
-        **{key: config[key] for key in ALL_POSITIONS_KEYS if config["train_mode"] == "all_positions"},
+        **(all_positions_settings(config, train_data) if config["train_mode"] == "all_positions" else {}),
         "best_valid_result": _metrics(best_valid_result),
         "test_result": _metrics(test_result),
         "timings": {

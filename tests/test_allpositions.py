@@ -171,3 +171,20 @@ def test_bad_batch_targets_is_a_one_line_error(tiny, value):
     config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "all_positions_batch_targets": value})
     with pytest.raises(ConfigError, match=r"all_positions_batch_targets must be an integer of at least 1, not"):
         data_preparation(config, create_dataset(config))
+
+
+class _FakeConfig(dict):
+    def __init__(self, values, external):
+        super().__init__(values)
+        self.external_config_dict = external
+
+
+def test_a_users_own_batch_size_beats_a_models_default_batch_in_targets():
+    from recbole_rimirec.data.loaders import all_positions_batch_targets
+
+    default = {"all_positions_batch_targets": 2048, "train_batch_size": 128}
+    assert all_positions_batch_targets(_FakeConfig(default, {})) == 2048  # the model's default applies
+    assert all_positions_batch_targets(_FakeConfig(default, {"train_batch_size": 128})) is None  # user's windows
+    both = {"train_batch_size": 128, "all_positions_batch_targets": 2048}
+    assert all_positions_batch_targets(_FakeConfig(default, both)) == 2048  # both set: targets win
+    assert all_positions_batch_targets(_FakeConfig({**default, "all_positions_batch_targets": None}, {})) is None

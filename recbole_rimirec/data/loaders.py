@@ -116,7 +116,11 @@ def all_positions_stride(config) -> int | None:
 
 
 def all_positions_batch_targets(config) -> int | None:
-    """The checked ``all_positions_batch_targets``.
+    """The checked, effective ``all_positions_batch_targets``.
+
+    A ``train_batch_size`` the user sets (config file, dict or command line) without also setting
+    ``all_positions_batch_targets`` keeps its meaning, windows per batch: a model's default for the
+    batch in targets does not override the user's own batch size.
 
     Args:
         config: the run's Config.
@@ -128,7 +132,13 @@ def all_positions_batch_targets(config) -> int | None:
         ConfigError: naming the value.
     """
     value = config["all_positions_batch_targets"]
-    return None if value is None else check_integer("all_positions_batch_targets", value, 1)
+    if value is None:
+        return None
+    check_integer("all_positions_batch_targets", value, 1)
+    user = getattr(config, "external_config_dict", {})
+    if "train_batch_size" in user and "all_positions_batch_targets" not in user:
+        return None
+    return value
 
 
 def trim_padding(batch: Interaction, list_fields: list[str], length_field: str) -> Interaction:
