@@ -93,9 +93,12 @@ def test_bad_stride_is_a_one_line_error(tiny, stride):
 
 
 def test_length_grouped_epochs_cover_every_window_with_less_padding(tiny):
-    config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=30, all_positions_group_by_length=True, train_batch_size=8)
+    config, ds = build(
+        tiny, MAX_ITEM_LIST_LENGTH=30, all_positions_group_by_length=True, all_positions_pack=False, train_batch_size=8
+    )
     grouped = AllPositionsDataLoader(config, ds, shuffle=True)
-    plain = AllPositionsDataLoader(build(tiny, MAX_ITEM_LIST_LENGTH=30, train_batch_size=8)[0], ds, shuffle=True)
+    plain_config = build(tiny, MAX_ITEM_LIST_LENGTH=30, train_batch_size=8, all_positions_pack=False)[0]
+    plain = AllPositionsDataLoader(plain_config, ds, shuffle=True)
     targets = ds.iid_field + "_targets"
 
     def epoch(loader):
@@ -120,7 +123,14 @@ def test_length_grouped_epochs_cover_every_window_with_less_padding(tiny):
 def test_length_grouped_batches_weigh_every_target_the_same(tiny, model):
     """A mean per grouped batch would weigh a target in a batch of short windows more; the loss is
     rescaled so that the epoch's summed loss is the same however the windows are batched."""
-    config, ds = build(tiny, model, MAX_ITEM_LIST_LENGTH=30, all_positions_group_by_length=True, train_batch_size=8)
+    config, ds = build(
+        tiny,
+        model,
+        MAX_ITEM_LIST_LENGTH=30,
+        all_positions_group_by_length=True,
+        all_positions_pack=False,
+        train_batch_size=8,
+    )
     torch.manual_seed(0)
     net = config.model_class(config, ds).eval()  # dropout off
     loader = AllPositionsDataLoader(config, ds, shuffle=True)

@@ -21,6 +21,7 @@ def test_run_reports_and_checkpoint_loads_weights_only(tiny):
     assert KEYS <= set(result) and TIMINGS <= set(result["timings"])
     assert result["train_mode"] == "all_positions"  # with its options' effective values (defaults)
     assert result["all_positions_stride"] is None and result["all_positions_group_by_length"] is False
+    assert result["all_positions_pack"] is True  # the model's default
     assert result["all_positions_batch_targets"] is None  # the fixture sets train_batch_size: windows per batch
     assert result["windows_per_batch"] == tiny["train_batch_size"]
     assert result["timings"]["epochs"] == 2 and len(result["timings"]["epoch_s"]) == 2

@@ -61,7 +61,7 @@ class Interrupt(Exception):
     "model, extra",
     [
         ("SASRecAllPos", {}),
-        ("SASRecAllPos", {"all_positions_group_by_length": True}),
+        ("SASRecAllPos", {"all_positions_group_by_length": True, "all_positions_pack": False}),
         ("ComiRecSA", {"train_mode": "random_cut"}),
     ],
 )

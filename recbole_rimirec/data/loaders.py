@@ -207,7 +207,10 @@ class AllPositionsDataLoader(TrainDataLoader):
         if self._group and not config["single_spec"]:
             raise ConfigError("all_positions_group_by_length is not supported with several processes; set it to False")
         if self._group and self._pack:
-            raise ConfigError("all_positions_pack and all_positions_group_by_length both cut padding; set one to False")
+            raise ConfigError(
+                "all_positions_pack (on by default for SASRecAllPos and RimiRec) and all_positions_group_by_length "
+                "both cut padding; set one to False"
+            )
         self._lengths, self._order = lengths, np.arange(len(lengths))
         self._targets_per_window = float((targets > 0).sum(1).mean()) if len(targets) else 1.0
         columns = {
