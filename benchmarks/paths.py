@@ -104,11 +104,13 @@ def path_of(run: dict) -> str:
     """
     config = run.get("config") or {}
     parts = [run.get("train_mode") or "prefixes"]
+
+    def setting(key):  # the effective value, else the --set one (older runs)
+        return run[key] if key in run else config.get(key)
+
     for key, short in PATH_KEYS.items():
-        value = run[key] if key in run else config.get(key)  # the effective value, else the --set one (older runs)
-        if key == "train_batch_size" and (
-            run.get("all_positions_batch_targets") or config.get("all_positions_batch_targets")
-        ):
+        value = setting(key)
+        if key == "train_batch_size" and setting("all_positions_batch_targets"):
             continue  # the batch is set in targets, not windows
         if isinstance(value, bool):
             parts += [short] if value else []
