@@ -3,6 +3,7 @@ and the evaluation hook that scores a model through its own retrieval."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from time import perf_counter
 
@@ -35,6 +36,37 @@ def gather_rows(rows: torch.Tensor, indices: list[int]) -> torch.Tensor:
         for i, row in zip(idx, part, strict=True):
             by_index.setdefault(i, row)
     return torch.stack([by_index[i] for i in sorted(by_index)])
+
+
+def last_file_of(best_file: str) -> str:
+    """The ``-last.pth`` file that goes with a best-checkpoint file ``<name>.pth``."""
+    return best_file[: -len(".pth")] + "-last.pth"
+
+
+def claim_checkpoint_file(best_file: str) -> str:
+    """The first free name of ``<name>.pth``, ``<name>-2.pth``, ... claimed for this run.
+
+    RecBole names checkpoints by model and the second the trainer was made, so two runs started
+    in the same second under one ``checkpoint_dir`` would write (and test) each other's weights.
+    The claim is the exclusive creation of the name's ``-last.pth`` file, which the trainer
+    overwrites before the first epoch; the best-checkpoint file itself appears only once saved.
+
+    Args:
+        best_file: RecBole's ``saved_model_file`` (``<dir>/<model>-<time>.pth``).
+
+    Returns:
+        str: the claimed best-checkpoint file name.
+    """
+    stem = best_file[: -len(".pth")]
+    for n in itertools.count(1):
+        candidate = f"{stem}.pth" if n == 1 else f"{stem}-{n}.pth"
+        if os.path.exists(candidate):
+            continue
+        try:
+            os.close(os.open(last_file_of(candidate), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 class TrainingBudgetExhausted(Exception):
@@ -78,6 +110,7 @@ class SafeCheckpointMixin:
         self.last_ranks: torch.Tensor | None = None
         self._pending_loader_state: dict | None = None
         self.epochs_done = 0
+        self._own_file: str | None = None  # claimed by the first fit(), or the resumed run's file
         evaluate_struct = self.evaluator.evaluate
 
         def keep_ranks(struct):
@@ -92,6 +125,23 @@ class SafeCheckpointMixin:
             return evaluate_struct(struct)
 
         self.evaluator.evaluate = keep_ranks
+
+    def fit(self, train_data, *args, **kwargs):
+        self._claim_files()
+        return super().fit(train_data, *args, **kwargs)
+
+    def _claim_files(self) -> None:
+        """Gives this run checkpoint files of its own (see :func:`claim_checkpoint_file`), once."""
+        if self._own_file is not None:
+            self.saved_model_file = self._own_file
+            return
+        if not self.distributed or self.config["local_rank"] == 0:
+            self.saved_model_file = claim_checkpoint_file(self.saved_model_file)
+        if self.distributed:
+            names = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(names, src=0)  # one file name for every rank
+            self.saved_model_file = names[0]
+        self._own_file = self.saved_model_file  # a second fit() continues in the same files
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self._pending_loader_state is not None:
@@ -166,7 +216,7 @@ class SafeCheckpointMixin:
     @property
     def last_checkpoint_file(self) -> str:
         """Where the state at the start of the current epoch is kept (``<best file>-last.pth``)."""
-        return self.saved_model_file[: -len(".pth")] + "-last.pth"
+        return last_file_of(self.saved_model_file)
 
     def _save_last(self, epoch: int, train_data) -> None:
         """Saves everything needed to rerun from the start of ``epoch`` exactly (CPU)."""
@@ -209,7 +259,7 @@ class SafeCheckpointMixin:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if checkpoint.get("kind") == "last":
             self.start_epoch = checkpoint["epoch"]
-            self.saved_model_file = checkpoint["best_file"]
+            self.saved_model_file = self._own_file = checkpoint["best_file"]
             self.best_valid_result = checkpoint["best_valid_result"]
             self.epoch_seconds = list(checkpoint["epoch_seconds"])
             # files from before train_s was kept: the epochs' own time (their validations are missing)
@@ -219,7 +269,7 @@ class SafeCheckpointMixin:
             self._pending_loader_state = checkpoint["loader"]
         else:
             self.start_epoch = checkpoint["epoch"] + 1
-            self.saved_model_file = str(resume_file)
+            self.saved_model_file = self._own_file = str(resume_file)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()

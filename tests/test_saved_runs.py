@@ -117,3 +117,26 @@ def test_time_capped_run_continues_from_the_epoch_it_stopped_at(tiny):
     )
     assert resumed["timings"]["epochs"] == 3 and resumed["test_result"] == full["test_result"]
     assert resumed["timings"]["train_s"] > load_checkpoint(last)["train_s"] > 0  # earlier processes' time included
+
+
+def test_checkpoint_names_are_claimed_once(tmp_path):
+    from recbole_rimirec.trainer import claim_checkpoint_file
+
+    base = str(tmp_path / "SASRec-Nov-23-2026_20-16-23.pth")
+    first = claim_checkpoint_file(base)
+    second = claim_checkpoint_file(base)
+    (tmp_path / "SASRec-Nov-23-2026_20-16-23-3.pth").write_bytes(b"an older run's best file")
+    third = claim_checkpoint_file(base)
+    assert [first, second, third] == [base, base[:-4] + "-2.pth", base[:-4] + "-4.pth"]
+    assert (tmp_path / "SASRec-Nov-23-2026_20-16-23-2-last.pth").is_file()
+
+
+def test_runs_started_in_the_same_second_keep_their_own_checkpoints(tiny, monkeypatch):
+    from recbole.trainer import trainer as recbole_trainer
+
+    monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Nov-23-2026_20-16-23")
+    a = run("SASRecAllPos", "tiny", config_dict={**tiny, "seed": 1})
+    b = run("SASRecAllPos", "tiny", config_dict={**tiny, "seed": 2})
+    assert a["test_result"] != b["test_result"]  # else the check below could not tell the files apart
+    assert a["checkpoint"] != b["checkpoint"] and a["last_checkpoint"] != b["last_checkpoint"]
+    assert evaluate_saved(a["checkpoint"])["result"] == a["test_result"]
