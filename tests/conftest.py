@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests draw tree-shaped inputs, which a loaded 2-core machine makes slow to generate: the
+# health check would fail the test for the machine's load, not for the code.
+settings.register_profile("plugin", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("plugin")
 
 DATA = Path(__file__).parent / "data"
 
