@@ -133,7 +133,6 @@ class SafeCheckpointMixin:
     def _claim_files(self) -> None:
         """Gives this run checkpoint files of its own (see :func:`claim_checkpoint_file`), once."""
         if self._own_file is not None:
-            self.saved_model_file = self._own_file
             return
         if not self.distributed or self.config["local_rank"] == 0:
             self.saved_model_file = claim_checkpoint_file(self.saved_model_file)
