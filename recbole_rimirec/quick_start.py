@@ -27,6 +27,7 @@ ALL_POSITIONS_KEYS = (
     "all_positions_group_by_length",
     "all_positions_pack",
     "all_positions_batch_targets",
+    "all_positions_splits",
 )
 
 

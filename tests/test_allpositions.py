@@ -198,3 +198,62 @@ def test_a_users_own_batch_size_beats_a_models_default_batch_in_targets():
     both = {"train_batch_size": 128, "all_positions_batch_targets": 2048}
     assert all_positions_batch_targets(_FakeConfig(default, both)) == 2048  # both set: targets win
     assert all_positions_batch_targets(_FakeConfig({**default, "all_positions_batch_targets": None}, {})) is None
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_split_windows_give_every_target_once_per_epoch_from_more_users(tiny, pack):
+    extra = {"MAX_ITEM_LIST_LENGTH": 8, "all_positions_pack": pack, "all_positions_batch_targets": 60}
+    config, ds = build(tiny, **extra, all_positions_splits=3)
+    split = AllPositionsDataLoader(config, ds, shuffle=True)
+    plain = AllPositionsDataLoader(build(tiny, **extra)[0], ds, shuffle=True)
+    targets, seq = ds.iid_field + "_targets", ds.item_id_list_field
+
+    def epoch(loader):
+        batches = list(loader)
+        pairs = sorted(
+            (u, t)
+            for b in batches
+            for u, row in zip(b[ds.uid_field].tolist(), b[targets], strict=True)
+            for t in row[row > 0].tolist()
+        )
+        return batches, pairs
+
+    first, pairs = epoch(split)
+    second, again = epoch(split)
+    if not pack:  # (packed rows name their first window's user only)
+        assert pairs == again == epoch(plain)[1]  # each user's targets, each once per epoch
+    flat = lambda batches: torch.cat([b[targets][b[targets] > 0] for b in batches]).sort().values  # noqa: E731
+    assert torch.equal(flat(first), flat(list(plain)))  # every target once per epoch
+    assert split.step > 2 * plain.step  # a step of ~60 targets spans ~3x the windows
+    assert abs(np.mean([int((b[targets] > 0).sum()) for b in first[:-1]]) - 60) < 0.25 * 60
+    deal = lambda batches: [b[targets].tolist() for b in batches]  # noqa: E731
+    assert deal(first) != deal(second)  # a new deal every epoch
+    if not pack:  # each row's inputs end at its last own target
+        for b in first:
+            last = b[targets].shape[1] - torch.argmax((b[targets] > 0).flip(1).int(), dim=1)
+            assert torch.equal(b[ds.item_list_length_field], last)
+            assert torch.equal(b[seq] > 0, torch.arange(b[seq].shape[1])[None] < last[:, None])
+
+
+def test_split_rows_keep_the_epoch_loss(tiny):
+    """Dealt out among rows, every target keeps its prefix loss (dropout off): the epoch's sum is the same."""
+    extra = {"MAX_ITEM_LIST_LENGTH": 8, "all_positions_pack": True, "train_batch_size": 16}
+    config, ds = build(tiny, **extra, all_positions_splits=4)
+    torch.manual_seed(0)
+    net = config.model_class(config, ds).eval()
+    targets = ds.iid_field + "_targets"
+    with torch.no_grad():
+        sums = [
+            sum(net.calculate_loss(b) * int((b[targets] > 0).sum()) for b in AllPositionsDataLoader(c, ds, True))
+            for c in (config, build(tiny, **extra)[0])
+        ]
+    assert torch.allclose(sums[0], sums[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "two"])
+def test_bad_splits_is_a_one_line_error(tiny, value):
+    from recbole_rimirec.errors import ConfigError
+
+    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "all_positions_splits": value})
+    with pytest.raises(ConfigError, match=r"all_positions_splits must be an integer of at least 1, not"):
+        data_preparation(config, create_dataset(config))

@@ -8,6 +8,8 @@ from recbole_rimirec.data.sequences import (
     length_grouped_order,
     random_cuts,
     sequences_from_prefix_rows,
+    split_rows,
+    split_targets,
 )
 
 
@@ -130,3 +132,23 @@ def test_length_grouped_batches_are_a_permutation_with_no_more_padding(lengths, 
     if len(lengths) % batch_size == 0:
         # With full batches, sorted cuts of each group of the random order can only lower the padded work.
         assert _padded_cost(lengths, order, batch_size) <= _padded_cost(lengths, perm, batch_size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seq_lists, st.integers(1, 12), st.integers(1, 6), st.integers(0, 2**16))
+def test_split_rows_deal_every_target_once_evenly_with_its_inputs(seqs, max_len, splits, seed):
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    _, inputs, targets, _ = all_position_windows(np.concatenate(seqs), offsets, max_len)
+    part = split_targets(targets, splits, np.random.default_rng(seed).random(targets.shape))
+    assert np.array_equal(part >= 0, targets > 0) and part.max() < splits
+    row_targets, row_lengths = zip(
+        *(split_rows(targets, part, np.full(len(targets), c)) for c in range(splits)), strict=True
+    )
+    assert np.array_equal(sum(row_targets), targets)  # every target in exactly one row
+    counts = np.stack([(t > 0).sum(1) for t in row_targets])  # [splits, W]
+    assert (counts.max(0) - counts.min(0) <= 1).all()  # dealt evenly
+    for t, length in zip(row_targets, row_lengths, strict=True):
+        has = (t > 0).any(1)
+        assert np.array_equal(length > 0, has)
+        last = np.where(has, t.shape[1] - np.argmax((t > 0)[:, ::-1], axis=1), 0)
+        assert np.array_equal(length, last)  # inputs reach the last own target, no further

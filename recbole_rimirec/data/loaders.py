@@ -19,6 +19,8 @@ from recbole_rimirec.data.sequences import (
     packed_rows,
     random_cuts,
     sequences_from_prefix_rows,
+    split_rows,
+    split_targets,
     windows_per_batch,
 )
 from recbole_rimirec.errors import ConfigError, check_integer
@@ -38,6 +40,7 @@ def targets_field(dataset) -> str:
 
 POSITION_SUFFIX = "_position"  # packed rows: each slot's position inside its own window
 SEGMENT_SUFFIX = "_segment"  # packed rows: the window's 1-based rank in its row, 0 on padding
+WINDOW_FIELD, COPY_FIELD = "_window", "_copy"  # split rows (all_positions_splits): the window and which of its rows
 
 
 def packing_of(interaction, item_seq_field: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -115,6 +118,22 @@ def all_positions_stride(config) -> int | None:
     return None if stride is None else check_integer("all_positions_stride", stride, 1, config["MAX_ITEM_LIST_LENGTH"])
 
 
+def all_positions_splits(config) -> int:
+    """The checked ``all_positions_splits``.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        int: rows per window per epoch, at least 1 (``~`` is 1).
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    splits = config["all_positions_splits"]
+    return 1 if splits is None else check_integer("all_positions_splits", splits, 1)
+
+
 def all_positions_batch_targets(config) -> int | None:
     """The checked, effective ``all_positions_batch_targets``.
 
@@ -190,6 +209,10 @@ class AllPositionsDataLoader(TrainDataLoader):
     ``all_positions_batch_targets`` sets the windows per batch from the epoch's mean targets per
     window (see :func:`~recbole_rimirec.data.sequences.windows_per_batch`) in place of
     ``train_batch_size``, so a step sees about as many targets as one of RecBole's prefix-row batches.
+    ``all_positions_splits`` k > 1 feeds every window as k rows per epoch, its targets dealt out
+    among them at random anew each epoch (see :func:`~recbole_rimirec.data.sequences.split_targets`):
+    every target still once per epoch, but a step of the same targets comes from k times as many
+    windows (users), at up to k times the encoder work; batch sizes then count rows, not windows.
 
     Args:
         config: the run's Config.
@@ -204,6 +227,9 @@ class AllPositionsDataLoader(TrainDataLoader):
         owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
         self._group = config["all_positions_group_by_length"]
         self._pack = config["all_positions_pack"]
+        self._splits = all_positions_splits(config)
+        if self._group and self._splits > 1:
+            raise ConfigError("all_positions_splits above 1 cannot be combined with all_positions_group_by_length")
         if self._group and not config["single_spec"]:
             raise ConfigError("all_positions_group_by_length is not supported with several processes; set it to False")
         if self._group and self._pack:
@@ -211,14 +237,20 @@ class AllPositionsDataLoader(TrainDataLoader):
                 "all_positions_pack (on by default for SASRecAllPos and RimiRec) and all_positions_group_by_length "
                 "both cut padding; set one to False"
             )
-        self._lengths, self._order = lengths, np.arange(len(lengths))
-        self._targets_per_window = float((targets > 0).sum(1).mean()) if len(targets) else 1.0
+        # targets per row: the windows' mean, shared among a window's rows
+        self._targets_per_window = float((targets > 0).sum(1).mean()) / self._splits if len(targets) else 1.0
+        self._window_targets, self._part = targets, None
+        row = np.repeat(np.arange(len(lengths)), self._splits)  # [W * k] the window of each row
+        self._lengths, self._order = lengths[row], np.arange(len(row))
         columns = {
-            dataset.uid_field: torch.from_numpy(users[owner]),
-            dataset.item_id_list_field: torch.from_numpy(inputs),
-            dataset.item_list_length_field: torch.from_numpy(lengths),
-            targets_field(dataset): torch.from_numpy(targets),
+            dataset.uid_field: torch.from_numpy(users[owner][row]),
+            dataset.item_id_list_field: torch.from_numpy(inputs[row]),
+            dataset.item_list_length_field: torch.from_numpy(lengths[row]),
+            targets_field(dataset): torch.from_numpy(targets[row]),
         }
+        if self._splits > 1:  # which window and which of its rows: the epoch's deal picks the targets
+            columns[WINDOW_FIELD] = torch.from_numpy(row)
+            columns[COPY_FIELD] = torch.from_numpy(np.tile(np.arange(self._splits), len(lengths)))
         if self._group:  # see epoch_weighted
             columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), self._targets_per_window)
         rows = Interaction(columns)
@@ -231,9 +263,11 @@ class AllPositionsDataLoader(TrainDataLoader):
         if batch_targets is None:
             return super()._init_batch_size_and_step()
         windows = windows_per_batch(batch_targets, self._targets_per_window)
+        unit = "window" if self._splits == 1 else "row"
+        split = "" if self._splits == 1 else f", each window in {self._splits} rows"
         self.logger.info(
-            f"all_positions_batch_targets {batch_targets}: {windows} windows per batch "
-            f"({self._targets_per_window:.2f} targets per window)"
+            f"all_positions_batch_targets {batch_targets}: {windows} {unit}s per batch "
+            f"({self._targets_per_window:.2f} targets per {unit}{split})"
         )
         self.step = windows
         self.set_batch_size(windows)
@@ -244,16 +278,38 @@ class AllPositionsDataLoader(TrainDataLoader):
             perm = torch.randperm(len(self._lengths), generator=self.generator).numpy()
             batch_perm = torch.randperm(n_full, generator=self.generator).numpy()
             self._order = length_grouped_order(self._lengths, self.step, perm, batch_perm)
+        if self._splits > 1 and (self.shuffle or self._part is None):  # a new deal of targets every epoch
+            keys = torch.rand(self._window_targets.shape, generator=self.generator, dtype=torch.float64).numpy()
+            self._part = split_targets(self._window_targets, self._splits, keys)
         return super().__iter__()
 
     def collate_fn(self, index):
         ds = self._dataset
         batch = super().collate_fn(self._order[np.asarray(index)])
+        if self._splits > 1:
+            batch = self._own_targets(batch)
         lists = [ds.item_id_list_field, targets_field(ds)]
         if self._pack:
             batch = self._packed(batch)
             lists += [ds.item_id_list_field + POSITION_SUFFIX, ds.item_id_list_field + SEGMENT_SUFFIX]
         return trim_padding(batch, lists, ds.item_list_length_field)
+
+    def _own_targets(self, batch: Interaction) -> Interaction:
+        """Split rows: each keeps its share of the window's targets and the inputs they need;
+        rows left without a target (windows with fewer targets than splits) are dropped."""
+        ds = self._dataset
+        seq, length, targets = ds.item_id_list_field, ds.item_list_length_field, targets_field(ds)
+        window, copy = batch[WINDOW_FIELD].numpy(), batch[COPY_FIELD].numpy()
+        own, used = split_rows(batch[targets].numpy(), self._part[window], copy)  # [R, L], [R]
+        keep = torch.from_numpy(used > 0)
+        inputs = torch.where(torch.arange(own.shape[1])[None, :] < torch.from_numpy(used)[:, None], batch[seq], 0)
+        columns = {
+            ds.uid_field: batch[ds.uid_field][keep],
+            seq: inputs[keep],
+            length: torch.from_numpy(used)[keep],
+            targets: torch.from_numpy(own)[keep],
+        }
+        return Interaction(columns)
 
     def _packed(self, batch: Interaction) -> Interaction:
         """The batch's windows packed into shared rows; each row's user is its first window's."""

@@ -16,6 +16,7 @@ from recbole_rimirec.data.loaders import (
     AllPositionsDataLoader,
     RandomCutDataLoader,
     all_positions_batch_targets,
+    all_positions_splits,
     all_positions_stride,
 )
 from recbole_rimirec.errors import ConfigError
@@ -99,6 +100,7 @@ def train_mode_of(config) -> str:
     if mode == "all_positions":
         all_positions_stride(config)
         all_positions_batch_targets(config)
+        all_positions_splits(config)
     return mode
 
 

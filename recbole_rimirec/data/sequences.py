@@ -101,6 +101,47 @@ def all_position_windows(
     return owner, inputs.astype(np.int64), targets.astype(np.int64), lengths.astype(np.int64)
 
 
+def split_targets(targets: np.ndarray, splits: int, keys: np.ndarray) -> np.ndarray:
+    """Deals each window's targets out to ``splits`` copies of the window, at random and evenly.
+
+    A window's targets, in the random order of ``keys``, go to copies 0, 1, ..., splits - 1, 0, ...
+    so each copy holds ``floor`` or ``ceil`` of (targets / splits) of them and every target is in
+    exactly one copy. Fed as separate rows, the copies spread a window's targets over several steps
+    (at the same history), so a step of a given number of targets comes from ``splits`` times as
+    many windows.
+
+    Args:
+        targets: [W, L] next-item targets, 0 where there is none.
+        splits: copies per window, at least 1.
+        keys: [W, L] random sort keys (say, uniform draws); equal keys keep position order.
+
+    Returns:
+        np.ndarray: [W, L] the copy of each target, -1 where there is no target.
+    """
+    has = targets > 0
+    order = np.argsort(np.where(has, keys, np.inf), axis=1, kind="stable")  # targets first, in key order
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(targets.shape[1])[None, :], axis=1)  # [W, L] rank of each slot
+    return np.where(has, rank % splits, -1)
+
+
+def split_rows(targets: np.ndarray, part: np.ndarray, copy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The targets and input lengths of window copies (see :func:`split_targets`).
+
+    Args:
+        targets: [R, L] each row's window targets (all of them).
+        part: [R, L] the copy of each target (-1 where there is none).
+        copy: [R] which copy each row is.
+
+    Returns:
+        (targets, lengths): [R, L] the row's own targets (0 elsewhere) and [R] the inputs it needs:
+        up to its last own target (a causal encoder ignores the rest), 0 when it has no target.
+    """
+    own = part == np.asarray(copy)[:, None]  # [R, L]
+    last = targets.shape[1] - np.argmax(own[:, ::-1], axis=1)  # one past the last own target
+    return np.where(own, targets, 0), np.where(own.any(1), last, 0)
+
+
 def random_cuts(
     flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, max_len: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
