@@ -28,6 +28,7 @@ ALL_POSITIONS_KEYS = (
     "all_positions_pack",
     "all_positions_batch_targets",
     "all_positions_splits",
+    "all_positions_shift",
 )
 
 

@@ -257,3 +257,29 @@ def test_bad_splits_is_a_one_line_error(tiny, value):
     config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "all_positions_splits": value})
     with pytest.raises(ConfigError, match=r"all_positions_splits must be an integer of at least 1, not"):
         data_preparation(config, create_dataset(config))
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_shifted_windows_move_between_epochs_and_keep_every_target_once(tiny, splits):
+    extra = {"MAX_ITEM_LIST_LENGTH": 8, "all_positions_pack": False, "train_batch_size": 16}
+    config, ds = build(tiny, **extra, all_positions_splits=splits, all_positions_shift=True)
+    loader = AllPositionsDataLoader(config, ds, shuffle=True)
+    plain = AllPositionsDataLoader(build(tiny, **extra)[0], ds, shuffle=True)
+    targets, length = ds.iid_field + "_targets", ds.item_list_length_field
+
+    def epoch(loader):
+        """(user, target item, its position in the row) of every target of one epoch."""
+        out = []
+        for b in loader:
+            assert (b[length] > 0).all()  # slots without a window this epoch are not fed
+            for u, row in zip(b[ds.uid_field].tolist(), b[targets], strict=True):
+                out += [(u, int(row[c]), c) for c in torch.nonzero(row > 0).flatten().tolist()]
+        return sorted(out)
+
+    first, second, unshifted = epoch(loader), epoch(loader), epoch(plain)
+    without_position = lambda rows: sorted((u, t) for u, t, _ in rows)  # noqa: E731
+    assert without_position(first) == without_position(second) == without_position(unshifted)  # each once
+    assert first != second  # the cuts moved: targets at other positions of their windows
+    users, _, offsets = train_sequences(ds)
+    short = {int(u) for u, n in zip(users, np.diff(offsets) - 1, strict=True) if n <= 8}  # one window: never shifted
+    assert short and [r for r in first if r[0] in short] == [r for r in unshifted if r[0] in short]

@@ -86,7 +86,8 @@ def test_overlapping_windows_keep_every_target_once_with_enough_history(seqs, ma
     stride = data.draw(st.integers(1, max_len))
     flat = np.concatenate([np.array(s) for s in seqs])
     offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
-    owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
+    shift = data.draw(st.none() | st.lists(st.integers(0, stride - 1), min_size=len(seqs), max_size=len(seqs)))
+    owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride, shift)
     assert np.all((lengths >= 1) & (lengths <= max_len))
     for u, s in enumerate(seqs):
         kept = {}  # pair index -> (target, history length in its window)
@@ -152,3 +153,25 @@ def test_split_rows_deal_every_target_once_evenly_with_its_inputs(seqs, max_len,
         assert np.array_equal(length > 0, has)
         last = np.where(has, t.shape[1] - np.argmax((t > 0)[:, ::-1], axis=1), 0)
         assert np.array_equal(length, last)  # inputs reach the last own target, no further
+
+
+@settings(max_examples=40, deadline=None)
+@given(seqs=seq_lists, max_len=st.integers(1, 12), data=st.data())
+def test_a_shift_moves_every_later_cut_by_the_shift(seqs, max_len, data):
+    flat = np.concatenate([np.array(s) for s in seqs])
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    shift = np.array(data.draw(st.lists(st.integers(0, max_len - 1), min_size=len(seqs), max_size=len(seqs))))
+    plain = all_position_windows(flat, offsets, max_len)
+    owner, _, targets, lengths = all_position_windows(flat, offsets, max_len, None, shift)
+    pairs = np.diff(offsets) - 1
+    for u in range(len(seqs)):
+        mine, before = np.flatnonzero(owner == u), np.flatnonzero(plain[0] == u)
+        if not 0 < shift[u] < pairs[u]:
+            assert np.array_equal(targets[mine], plain[2][before])  # no shift: the plain windows
+            continue
+        assert int((targets[mine[0]] > 0).sum()) == shift[u]  # the newest window keeps the last `shift`
+        # the next windows are the plain windows of the sequence without its last `shift` items
+        cut = all_position_windows(
+            np.array(seqs[u][: len(seqs[u]) - shift[u]]), np.array([0, len(seqs[u]) - shift[u]]), max_len
+        )
+        assert np.array_equal(targets[mine[1:]], cut[2]) and np.array_equal(lengths[mine[1:]], cut[3])

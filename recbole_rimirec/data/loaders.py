@@ -213,6 +213,11 @@ class AllPositionsDataLoader(TrainDataLoader):
     among them at random anew each epoch (see :func:`~recbole_rimirec.data.sequences.split_targets`):
     every target still once per epoch, but a step of the same targets comes from k times as many
     windows (users), at up to k times the encoder work; batch sizes then count rows, not windows.
+    ``all_positions_shift`` cuts each sequence longer than a window at a random shift anew each
+    epoch (see :func:`~recbole_rimirec.data.sequences.all_position_windows`), so an item falls at
+    another position of its window, after another history, from one epoch to the next, as it does
+    across RecBole's prefix rows; such a sequence has one window more than unshifted, and the rows
+    are that most it can have (rows without a window this epoch are dropped from their batch).
 
     Args:
         config: the run's Config.
@@ -224,12 +229,22 @@ class AllPositionsDataLoader(TrainDataLoader):
     def __init__(self, config, dataset, sampler=None, shuffle=True):
         users, flat, offsets = train_sequences(dataset)
         max_len, stride = dataset.max_item_list_len, all_positions_stride(config)
-        owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
+        self._sequences, self._stride = (flat, offsets, max_len), stride or max_len
         self._group = config["all_positions_group_by_length"]
         self._pack = config["all_positions_pack"]
         self._splits = all_positions_splits(config)
-        if self._group and self._splits > 1:
-            raise ConfigError("all_positions_splits above 1 cannot be combined with all_positions_group_by_length")
+        self._shift = bool(config["all_positions_shift"])
+        for key, on in (("all_positions_splits above 1", self._splits > 1), ("all_positions_shift", self._shift)):
+            if self._group and on:
+                raise ConfigError(f"{key} cannot be combined with all_positions_group_by_length")
+        owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
+        # window slots: each sequence's windows, plus one for a shifted sequence's extra window
+        self._shiftable = np.diff(offsets) - 1 > max_len if self._shift else np.zeros(len(users), dtype=bool)
+        per_sequence = np.bincount(owner, minlength=len(users)) + self._shiftable
+        self._slot_start = np.r_[0, np.cumsum(per_sequence)[:-1]].astype(np.int64)
+        self._n_slots = int(per_sequence.sum())
+        owner = np.repeat(np.arange(len(users)), per_sequence)
+        inputs, targets, lengths = self._slotted(np.zeros(len(users), dtype=np.int64))
         if self._group and not config["single_spec"]:
             raise ConfigError("all_positions_group_by_length is not supported with several processes; set it to False")
         if self._group and self._pack:
@@ -237,10 +252,10 @@ class AllPositionsDataLoader(TrainDataLoader):
                 "all_positions_pack (on by default for SASRecAllPos and RimiRec) and all_positions_group_by_length "
                 "both cut padding; set one to False"
             )
-        # targets per row: the windows' mean, shared among a window's rows
-        self._targets_per_window = float((targets > 0).sum(1).mean()) / self._splits if len(targets) else 1.0
+        # targets per row: the windows' mean, shared among a window's rows (the same every epoch)
+        self._targets_per_window = float((targets > 0).sum() / (len(targets) * self._splits)) if len(targets) else 1.0
         self._window_targets, self._part = targets, None
-        row = np.repeat(np.arange(len(lengths)), self._splits)  # [W * k] the window of each row
+        self._row = row = np.repeat(np.arange(len(lengths)), self._splits)  # [W * k] the window slot of each row
         self._lengths, self._order = lengths[row], np.arange(len(row))
         columns = {
             dataset.uid_field: torch.from_numpy(users[owner][row]),
@@ -257,6 +272,35 @@ class AllPositionsDataLoader(TrainDataLoader):
         # With grouping, __iter__ draws each epoch's batches and torch reads them in order.
         super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle and not self._group)
         self.shuffle = shuffle
+        self._drawn = False
+
+    def _slotted(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The windows cut at ``shift``, each in its sequence's slots (unused slots: length 0).
+
+        Args:
+            shift: [U] each sequence's shift (0 for those that are not shiftable).
+
+        Returns:
+            (inputs, targets, lengths): [S, L], [S, L], [S] by window slot.
+        """
+        flat, offsets, max_len = self._sequences
+        owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, self._stride, shift)
+        slot = self._slot_start[owner] + np.arange(len(owner)) - np.searchsorted(owner, owner)  # [W]
+        out = np.zeros((2, self._n_slots, max_len), dtype=np.int64)
+        out[0][slot], out[1][slot] = inputs, targets
+        length = np.zeros(self._n_slots, dtype=np.int64)
+        length[slot] = lengths
+        return out[0], out[1], length
+
+    def _draw_shift(self):
+        """Cuts this epoch's windows at new random shifts and puts them in the rows."""
+        ds = self._dataset
+        shift = torch.randint(0, self._stride, (len(self._shiftable),), generator=self.generator).numpy()
+        inputs, targets, lengths = self._slotted(np.where(self._shiftable, shift, 0))
+        self._window_targets = targets
+        for field, value in ((ds.item_id_list_field, inputs), (targets_field(ds), targets)):
+            ds.inter_feat.interaction[field] = torch.from_numpy(value[self._row])
+        ds.inter_feat.interaction[ds.item_list_length_field] = torch.from_numpy(lengths[self._row])
 
     def _init_batch_size_and_step(self):
         batch_targets = all_positions_batch_targets(self.config)
@@ -278,6 +322,9 @@ class AllPositionsDataLoader(TrainDataLoader):
             perm = torch.randperm(len(self._lengths), generator=self.generator).numpy()
             batch_perm = torch.randperm(n_full, generator=self.generator).numpy()
             self._order = length_grouped_order(self._lengths, self.step, perm, batch_perm)
+        if self._shift and (self.shuffle or not self._drawn):
+            self._draw_shift()
+        self._drawn = True
         if self._splits > 1 and (self.shuffle or self._part is None):  # a new deal of targets every epoch
             keys = torch.rand(self._window_targets.shape, generator=self.generator, dtype=torch.float64).numpy()
             self._part = split_targets(self._window_targets, self._splits, keys)
@@ -286,6 +333,8 @@ class AllPositionsDataLoader(TrainDataLoader):
     def collate_fn(self, index):
         ds = self._dataset
         batch = super().collate_fn(self._order[np.asarray(index)])
+        if self._shift:  # slots without a window this epoch
+            batch = batch[batch[ds.item_list_length_field] > 0]
         if self._splits > 1:
             batch = self._own_targets(batch)
         lists = [ds.item_id_list_field, targets_field(ds)]

@@ -56,7 +56,7 @@ def sequences_from_prefix_rows(
 
 
 def all_position_windows(
-    flat: np.ndarray, offsets: np.ndarray, max_len: int, stride: int | None = None
+    flat: np.ndarray, offsets: np.ndarray, max_len: int, stride: int | None = None, shift: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cuts each sequence into windows of at most ``max_len`` (input, next item) pairs.
 
@@ -67,30 +67,46 @@ def all_position_windows(
     items of history in its window; the targets of a window that a later-kept copy covers are
     0 (no loss there). ``stride = max_len`` (the default) gives non-overlapping windows.
 
+    ``shift`` moves the cuts: a sequence with shift s > 0 gets one window ending at its last pair
+    that keeps only its last s targets, then windows ending s, s + stride, ... pairs before the end,
+    so the same item falls at another position of its window (and with another history) under
+    another shift.
+
     Args:
         flat: concatenated sequences.
         offsets: [U + 1] sequence boundaries in ``flat``.
         max_len: the window length L (RecBole's ``MAX_ITEM_LIST_LENGTH``).
         stride: pairs between the ends of consecutive windows, 1 <= stride <= L; ``None`` = L.
+        shift: [U] each sequence's shift, in [0, stride); ``None`` = 0.
 
     Returns:
         (owner, inputs, targets, lengths): ``owner`` [W] index of the sequence each window comes
-        from; ``inputs`` and ``targets`` [W, L] left-aligned, 0-padded (targets also 0 where the
-        pair is kept in an older window); ``lengths`` [W] number of inputs.
+        from (a sequence's windows together, most recent first); ``inputs`` and ``targets`` [W, L]
+        left-aligned, 0-padded (targets also 0 where the pair is kept in an older window);
+        ``lengths`` [W] number of inputs.
     """
     stride = max_len if stride is None else stride
     if not 1 <= stride <= max_len:
         raise ValueError(f"stride {stride} is not in [1, {max_len}]")
     pairs = np.diff(offsets) - 1  # [U] (input, target) pairs per sequence
-    n_win = np.where(pairs > 0, 1 + np.maximum(-(-(pairs - max_len) // stride), 0), 0)
+    shift = np.zeros(len(pairs), dtype=np.int64) if shift is None else np.asarray(shift, dtype=np.int64)
+    if len(shift) and (shift.min() < 0 or shift.max() >= stride):
+        raise ValueError(f"shifts must be in [0, {stride})")
+    shift = np.where(pairs > shift, shift, 0)  # nothing to shift past
+    base = pairs - shift  # pairs up to the first regular cut
+    n_win = np.where(base > 0, 1 + np.maximum(-(-(base - max_len) // stride), 0), 0) + (shift > 0)
     owner = np.repeat(np.arange(len(pairs)), n_win)
-    # window j of a user (0 = most recent) ends at pair index pairs - j * stride (exclusive).
-    j = np.arange(len(owner)) - np.repeat(np.cumsum(n_win) - n_win, n_win)
-    end = pairs[owner] - j * stride
+    # window j of a user (0 = most recent) ends at pair index pairs (j = 0 of a shifted sequence), else
+    # at base - (j - [shifted]) * stride (exclusive).
+    first = np.cumsum(n_win) - n_win
+    j = np.arange(len(owner)) - np.repeat(first, n_win)
+    shifted = (shift > 0)[owner]
+    end = np.where(shifted & (j == 0), pairs[owner], base[owner] - (j - shifted) * stride)
     start = np.maximum(end - max_len, 0)
     lengths = end - start
-    # pairs before `kept_from` are kept by an older window (the oldest window keeps all of its own)
-    kept_from = np.where(start > 0, end - stride, 0)
+    # a window keeps the pairs after the next older window's end (the oldest window keeps all of its own)
+    oldest = j == n_win[owner] - 1
+    kept_from = np.where(oldest, 0, np.r_[end[1:], 0])
     col = np.arange(max_len)[None, :]  # [1, L]
     valid = col < lengths[:, None]  # [W, L]
     pair = start[:, None] + col  # [W, L] pair index of each position
