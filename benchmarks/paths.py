@@ -88,7 +88,10 @@ PATH_KEYS = {
     "all_positions_batch_targets": "targets",
     "all_positions_group_by_length": "grouped",
     "all_positions_pack": "packed",
+    "all_positions_splits": "splits",
+    "all_positions_shift": "shifted",
 }
+DEFAULTS = {"all_positions_splits": 1}  # values that name no other path
 PADDING_CUTS = (" grouped", " packed")  # paths also compared with the same path without them
 
 
@@ -100,7 +103,8 @@ def path_of(run: dict) -> str:
 
     Returns:
         str: e.g. ``prefixes``, ``all_positions``, ``all_positions stride 25``, ``all_positions batch 32``,
-        ``all_positions grouped``, ``all_positions batch 350 packed``, ``all_positions targets 2048 packed``.
+        ``all_positions grouped``, ``all_positions batch 350 packed``, ``all_positions targets 2048 packed``,
+        ``all_positions targets 2048 packed splits 5``, ``all_positions targets 2048 packed shifted``.
     """
     config = run.get("config") or {}
     parts = [run.get("train_mode") or "prefixes"]
@@ -112,6 +116,8 @@ def path_of(run: dict) -> str:
         value = setting(key)
         if key == "train_batch_size" and setting("all_positions_batch_targets"):
             continue  # the batch is set in targets, not windows
+        if value == DEFAULTS.get(key, object()):
+            continue
         if isinstance(value, bool):
             parts += [short] if value else []
         elif value is not None:

@@ -149,6 +149,9 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     assert packed["time_to_best_s_ratio"] == pytest.approx(2.0)  # against the same batch size unpacked
     targets = {**runs[-1], "all_positions_batch_targets": 2048, "train_batch_size": 128}  # the batch in targets
     assert paths.path_of(targets) == "all_positions targets 2048 packed"
+    assert paths.path_of({**targets, "all_positions_splits": 1, "all_positions_shift": False}) == paths.path_of(targets)
+    split = {**targets, "all_positions_splits": 5, "all_positions_shift": True}
+    assert paths.path_of(split) == "all_positions targets 2048 packed splits 5 shifted"
     rimi = summary["comparisons"]["d/RimiRec/all_positions"]
     assert not rimi["same_threads"] and "time_to_best_s_ratio" not in rimi  # 1 vs 2 threads: no ratio
     for i, run in enumerate(runs):
