@@ -37,7 +37,8 @@ def counts(dataset_name: str, data_path: str | None, batch_targets: int, model: 
     Returns:
         dict: the counts (see the module docstring).
     """
-    extra = {"train_mode": "all_positions", "show_progress": False, "state": "WARNING"}
+    # the plain cut: with all_positions_shift the rows also hold one (empty) slot per long sequence
+    extra = {"train_mode": "all_positions", "all_positions_shift": False, "show_progress": False, "state": "WARNING"}
     if data_path:
         extra["data_path"] = data_path
     config = Config(model, dataset_name, config_dict=extra)

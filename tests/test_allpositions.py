@@ -94,7 +94,12 @@ def test_bad_stride_is_a_one_line_error(tiny, stride):
 
 def test_length_grouped_epochs_cover_every_window_with_less_padding(tiny):
     config, ds = build(
-        tiny, MAX_ITEM_LIST_LENGTH=30, all_positions_group_by_length=True, all_positions_pack=False, train_batch_size=8
+        tiny,
+        MAX_ITEM_LIST_LENGTH=30,
+        all_positions_group_by_length=True,
+        all_positions_shift=False,
+        all_positions_pack=False,
+        train_batch_size=8,
     )
     grouped = AllPositionsDataLoader(config, ds, shuffle=True)
     plain_config = build(tiny, MAX_ITEM_LIST_LENGTH=30, train_batch_size=8, all_positions_pack=False)[0]
@@ -128,6 +133,7 @@ def test_length_grouped_batches_weigh_every_target_the_same(tiny, model):
         model,
         MAX_ITEM_LIST_LENGTH=30,
         all_positions_group_by_length=True,
+        all_positions_shift=False,
         all_positions_pack=False,
         train_batch_size=8,
     )
@@ -283,3 +289,11 @@ def test_shifted_windows_move_between_epochs_and_keep_every_target_once(tiny, sp
     users, _, offsets = train_sequences(ds)
     short = {int(u) for u, n in zip(users, np.diff(offsets) - 1, strict=True) if n <= 8}  # one window: never shifted
     assert short and [r for r in first if r[0] in short] == [r for r in unshifted if r[0] in short]
+
+
+def test_grouping_with_the_default_shift_is_a_one_line_error(tiny):
+    from recbole_rimirec.errors import ConfigError
+
+    config, ds = build(tiny, all_positions_group_by_length=True, all_positions_pack=False)  # shift: the default
+    with pytest.raises(ConfigError, match=r"^all_positions_shift \(on by default.*set one to False$"):
+        AllPositionsDataLoader(config, ds)

@@ -61,7 +61,10 @@ class Interrupt(Exception):
     "model, extra",
     [
         ("SASRecAllPos", {}),
-        ("SASRecAllPos", {"all_positions_group_by_length": True, "all_positions_pack": False}),
+        (
+            "SASRecAllPos",
+            {"all_positions_group_by_length": True, "all_positions_pack": False, "all_positions_shift": False},
+        ),
         ("ComiRecSA", {"train_mode": "random_cut"}),
     ],
 )

@@ -234,9 +234,6 @@ class AllPositionsDataLoader(TrainDataLoader):
         self._pack = config["all_positions_pack"]
         self._splits = all_positions_splits(config)
         self._shift = bool(config["all_positions_shift"])
-        for key, on in (("all_positions_splits above 1", self._splits > 1), ("all_positions_shift", self._shift)):
-            if self._group and on:
-                raise ConfigError(f"{key} cannot be combined with all_positions_group_by_length")
         owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
         # window slots: each sequence's windows, plus one for a shifted sequence's extra window
         self._shiftable = np.diff(offsets) - 1 > max_len if self._shift else np.zeros(len(users), dtype=bool)
@@ -251,6 +248,13 @@ class AllPositionsDataLoader(TrainDataLoader):
             raise ConfigError(
                 "all_positions_pack (on by default for SASRecAllPos and RimiRec) and all_positions_group_by_length "
                 "both cut padding; set one to False"
+            )
+        if self._group and self._splits > 1:
+            raise ConfigError("all_positions_splits above 1 cannot be combined with all_positions_group_by_length")
+        if self._group and self._shift:
+            raise ConfigError(
+                "all_positions_shift (on by default for SASRecAllPos and RimiRec) cannot be combined with "
+                "all_positions_group_by_length; set one to False"
             )
         # targets per row: the windows' mean, shared among a window's rows (the same every epoch)
         self._targets_per_window = float((targets > 0).sum() / (len(targets) * self._splits)) if len(targets) else 1.0
@@ -307,8 +311,10 @@ class AllPositionsDataLoader(TrainDataLoader):
         if batch_targets is None:
             return super()._init_batch_size_and_step()
         windows = windows_per_batch(batch_targets, self._targets_per_window)
-        unit = "window" if self._splits == 1 else "row"
-        split = "" if self._splits == 1 else f", each window in {self._splits} rows"
+        unit = "row" if self._splits > 1 else "window slot" if self._shift else "window"
+        split = f", each window in {self._splits} rows" if self._splits > 1 else ""
+        if self._shift:
+            split += ", a sequence longer than a window with one slot more for its shifted cut"
         self.logger.info(
             f"all_positions_batch_targets {batch_targets}: {windows} {unit}s per batch "
             f"({self._targets_per_window:.2f} targets per {unit}{split})"
