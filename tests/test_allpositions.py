@@ -297,3 +297,22 @@ def test_grouping_with_the_default_shift_is_a_one_line_error(tiny):
     config, ds = build(tiny, all_positions_group_by_length=True, all_positions_pack=False)  # shift: the default
     with pytest.raises(ConfigError, match=r"^all_positions_shift \(on by default.*set one to False$"):
         AllPositionsDataLoader(config, ds)
+
+
+@pytest.mark.parametrize("model", ["SASRecAllPos", "RimiRec"])
+def test_batches_left_without_targets_give_a_zero_loss_not_nan(tiny, model):
+    """One-row batches of shifted and split rows: some hold no target this epoch."""
+    extra = {"MAX_ITEM_LIST_LENGTH": 8, "train_batch_size": 1, "all_positions_splits": 4}
+    config, ds = build(tiny, model, **extra, all_positions_shift=True)
+    torch.manual_seed(0)
+    net = config.model_class(config, ds)
+    targets = ds.iid_field + "_targets"
+    losses, empty = [], 0
+    for batch in AllPositionsDataLoader(config, ds, shuffle=True):
+        empty += int((batch[targets] > 0).sum()) == 0
+        loss = net.calculate_loss(batch)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        if empty >= 2 and len(losses) >= 20:
+            break
+    assert empty >= 2 and all(np.isfinite(losses))

@@ -216,8 +216,9 @@ class AllPositionsDataLoader(TrainDataLoader):
     ``all_positions_shift`` cuts each sequence longer than a window at a random shift anew each
     epoch (see :func:`~recbole_rimirec.data.sequences.all_position_windows`), so an item falls at
     another position of its window, after another history, from one epoch to the next, as it does
-    across RecBole's prefix rows; such a sequence has one window more than unshifted, and the rows
-    are that most it can have (rows without a window this epoch are dropped from their batch).
+    across RecBole's prefix rows. Such a sequence gets one row more than its unshifted windows (the
+    most windows a shift can give it); a row left without a window in an epoch is dropped from its
+    batch.
 
     Args:
         config: the run's Config.

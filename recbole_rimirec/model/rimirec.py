@@ -169,6 +169,8 @@ class RimiRec(SequentialRecommender):
             targets = interaction[self.TARGETS]  # [B, L]
             keep = targets > 0
             hidden = self.encode_all(interaction[self.ITEM_SEQ], *packing_of(interaction, self.ITEM_SEQ))  # [B, L, H]
+            if not keep.any():  # a batch of rows without targets (tiny batches of split or shifted rows)
+                return hidden.sum() * 0.0
             h, target = hidden[keep], targets[keep]  # [P, H], [P]
         else:
             h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

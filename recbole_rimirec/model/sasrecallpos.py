@@ -74,5 +74,7 @@ class SASRecAllPos(SASRec):
         targets = interaction[self.TARGETS]  # [B, L], 0 where there is no target
         hidden = self.encode_all(interaction[self.ITEM_SEQ], *packing_of(interaction, self.ITEM_SEQ))  # [B, L, H]
         keep = targets > 0
+        if not keep.any():  # a batch of rows without targets (tiny batches of split or shifted rows)
+            return hidden.sum() * 0.0
         logits = hidden[keep] @ self.item_embedding.weight.T  # [N, n_items]
         return epoch_weighted(F.cross_entropy(logits, targets[keep]), keep.sum(), interaction, self.TARGETS)
