@@ -257,3 +257,12 @@ def test_window_counts_match_the_prefix_rows(tmp_path, monkeypatch):
     assert row["targets"] == row["prefix_rows"]  # every prefix row's target is in exactly one window
     assert row["windows_per_batch"] == max(1, round(64 / (row["targets"] / row["windows"])))
     assert row["steps_per_epoch_all_positions"] == -(-row["windows"] // row["windows_per_batch"])
+    # sequences longer than a window, counted again from the raw file (leave-one-out: 3 items are no train target)
+    short = window_counts.main(["--datasets", "tiny", "--data_path", str(DATA), "--max_len", "20", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    per_user = {}
+    for line in (DATA / "tiny" / "tiny.inter").read_text().splitlines()[1:]:
+        per_user[line.split("\t")[0]] = per_user.get(line.split("\t")[0], 0) + 1
+    long = [n - 3 for n in per_user.values() if n - 3 > 20]
+    assert short == 0 and row["MAX_ITEM_LIST_LENGTH"] == 20 and row["users"] == len(per_user)
+    assert (row["users_longer_than_window"], row["targets_in_them"]) == (len(long), sum(long)) and long

@@ -258,7 +258,7 @@ class AllPositionsDataLoader(TrainDataLoader):
                 "all_positions_group_by_length; set one to False"
             )
         # targets per row: the windows' mean, shared among a window's rows (the same every epoch)
-        self._targets_per_window = float((targets > 0).sum() / (len(targets) * self._splits)) if len(targets) else 1.0
+        self._targets_per_row = float((targets > 0).sum() / (len(targets) * self._splits)) if len(targets) else 1.0
         self._window_targets, self._part = targets, None
         self._row = row = np.repeat(np.arange(len(lengths)), self._splits)  # [W * k] the window slot of each row
         self._lengths, self._order = lengths[row], np.arange(len(row))
@@ -272,7 +272,7 @@ class AllPositionsDataLoader(TrainDataLoader):
             columns[WINDOW_FIELD] = torch.from_numpy(row)
             columns[COPY_FIELD] = torch.from_numpy(np.tile(np.arange(self._splits), len(lengths)))
         if self._group:  # see epoch_weighted
-            columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), self._targets_per_window)
+            columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), self._targets_per_row)
         rows = Interaction(columns)
         # With grouping, __iter__ draws each epoch's batches and torch reads them in order.
         super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle and not self._group)
@@ -311,14 +311,14 @@ class AllPositionsDataLoader(TrainDataLoader):
         batch_targets = all_positions_batch_targets(self.config)
         if batch_targets is None:
             return super()._init_batch_size_and_step()
-        windows = windows_per_batch(batch_targets, self._targets_per_window)
+        windows = windows_per_batch(batch_targets, self._targets_per_row)
         unit = "row" if self._splits > 1 else "window slot" if self._shift else "window"
         split = f", each window in {self._splits} rows" if self._splits > 1 else ""
         if self._shift:
             split += ", a sequence longer than a window with one slot more for its shifted cut"
         self.logger.info(
             f"all_positions_batch_targets {batch_targets}: {windows} {unit}s per batch "
-            f"({self._targets_per_window:.2f} targets per {unit}{split})"
+            f"({self._targets_per_row:.2f} targets per {unit}{split})"
         )
         self.step = windows
         self.set_batch_size(windows)
