@@ -70,6 +70,25 @@ def _metrics(result) -> dict | None:
     return None if result is None else {k: float(v) for k, v in result.items()}
 
 
+def time_to_best(epoch_seconds: list[float], epochs_done: int, best_epoch: int | None) -> float | None:
+    """Training seconds up to and including the best epoch.
+
+    Args:
+        epoch_seconds: the training time of each epoch this run timed; a run resumed from a best
+            checkpoint (not a ``-last.pth``) times only the epochs since the resume.
+        epochs_done: epochs done in all, counted from the run's first epoch.
+        best_epoch: 0-based index of the best epoch in that count, or ``None``.
+
+    Returns:
+        float | None: the seconds, or ``None`` when there is no best epoch or it comes before the
+        epochs this run timed.
+    """
+    first = epochs_done - len(epoch_seconds)  # the first epoch this run timed
+    if best_epoch is None or best_epoch < first:
+        return None
+    return sum(epoch_seconds[: best_epoch + 1 - first])
+
+
 def check_config(config) -> None:
     """The checks that need no data (RecBole's training keys, ``train_mode``, the model's own keys).
 
@@ -116,7 +135,8 @@ def run(
         ``all_positions_batch_targets`` and ``windows_per_batch``),
         ``best_valid_result``, ``test_result``, ``timings``
         (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
-        training seconds up to the best validation, ``valid_curve``: the valid score after each
+        training seconds up to the best validation; after a resume from a best checkpoint, ``epochs``,
+        ``epoch_s`` and the time cover the epochs since the resume, ``valid_curve``: the valid score after each
         validation with the epochs and training seconds behind it), ``checkpoint``, ``last_checkpoint``,
         ``time_capped``, ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk),
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
@@ -179,7 +199,7 @@ def run(
             "epoch_s": list(trainer.epoch_seconds),
             "eval_s": eval_s,
             "best_epoch": best_epoch,
-            "time_to_best_s": sum(trainer.epoch_seconds[: best_epoch + 1]) if best_epoch is not None else None,
+            "time_to_best_s": time_to_best(trainer.epoch_seconds, trainer.epochs_done, best_epoch),
             "valid_curve": list(trainer.valid_curve),
         },
         "checkpoint": trainer.saved_model_file if saved else None,

@@ -37,6 +37,17 @@ def test_run_reports_and_checkpoint_loads_weights_only(tiny):
     json.dumps(result)
 
 
+def test_time_to_best_counts_only_the_epochs_a_resumed_run_timed():
+    from recbole_rimirec.quick_start import time_to_best
+
+    seconds = [10.0, 20.0, 30.0]
+    assert time_to_best(seconds, 3, 1) == 30.0  # a run from epoch 0
+    # resumed from a best checkpoint after 30 epochs: these are epochs 30-32, the best is epoch 31
+    assert time_to_best(seconds, 33, 31) == 30.0
+    assert time_to_best(seconds, 33, 29) is None  # best before the resume: not timed here
+    assert time_to_best(seconds, 3, None) is None
+
+
 def test_run_survives_another_run_creating_its_folders(tiny, monkeypatch):
     # RecBole's ensure_dir checks, then creates: here another run always creates the folder in between.
     def racing_ensure_dir(path):
