@@ -1,6 +1,7 @@
 """The benchmark command runs end to end on the tiny set and writes its report files."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,41 @@ def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=
         "test_result": {"ndcg@10": ndcg, "hit@10": 2 * ndcg}, "test_ranks": ranks,
         "torch_threads": threads, "time_capped": capped,
     }  # fmt: skip
+
+
+def test_compare_runs_pairs_by_seed_and_reads_the_curves(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_runs import compare, curve_stats, main
+
+    def run(seed, ndcg, ranks, curve):
+        r = _run("M", "all_positions", seed, 1.0, 1, ndcg, ranks)
+        r["timings"]["valid_curve"] = [
+            {"epochs": e + 1, "train_s": e + 1.0, "valid_score": v} for e, v in enumerate(curve)
+        ]
+        return {**r, "best_valid_result": {"ndcg@10": max(curve)}}
+
+    steady, jumpy = [0.1] * 9 + [0.5, 0.5, 0.5], [0.1] * 9 + [0.4, 0.6, 0.4]
+    assert curve_stats(run(1, 0.1, [0], steady)) == {"mean_abs_step": 0.0, "median": 0.5}
+    assert curve_stats(run(1, 0.1, [0], jumpy)) == pytest.approx({"mean_abs_step": 0.2, "median": 0.4})
+    assert curve_stats(run(1, 0.1, [0], [0.1] * 5))["median"] is None  # too short to read
+    a = [run(1, 0.5, [1, 1], steady), run(2, 0.5, [1, 1], steady)]
+    b = [run(2, 0.5, [0, 0], jumpy), run(3, 0.9, [0, 0], jumpy)]
+    out = compare(a, b)
+    assert out["paired_seeds"] == [2] and [row["seed"] for row in out["per_seed"]] == [2]
+    ndcg = lambda rank: 1 / math.log2(rank + 2)  # noqa: E731
+    assert out["bootstrap"]["mean"] == pytest.approx(ndcg(0) - ndcg(1))  # B minus A
+    assert out["b"]["best_valid_ndcg@10"] == 0.6 and out["a"]["best_valid_ndcg@10"] == 0.5
+    assert (
+        out["b"]["valid_median"] == pytest.approx(0.4) and out["a"]["valid_median"] == 0.5
+    )  # higher best, lower median
+    assert out["b"]["valid_mean_abs_step"] == pytest.approx(0.2) and out["a"]["valid_mean_abs_step"] == 0.0
+    for i, r in enumerate(a + b):
+        folder = tmp_path / ("a" if i < 2 else "b") / "runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"d__M__{r['seed']}.json").write_text(json.dumps(r))
+    assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--out", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["paired_seeds"] == [2]
+    assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--model", "other"]) == 2
 
 
 def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):

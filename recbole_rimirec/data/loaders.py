@@ -254,7 +254,7 @@ class AllPositionsDataLoader(TrainDataLoader):
             raise ConfigError("all_positions_splits above 1 cannot be combined with all_positions_group_by_length")
         if self._group and self._shift:
             raise ConfigError(
-                "all_positions_shift (on by default for SASRecAllPos and RimiRec) cannot be combined with "
+                "all_positions_shift (on by default for SASRecAllPos) cannot be combined with "
                 "all_positions_group_by_length; set one to False"
             )
         # targets per row: the windows' mean, shared among a window's rows (the same every epoch)
