@@ -138,6 +138,26 @@ def test_compare_runs_pairs_by_seed_and_reads_the_curves(tmp_path):
     assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--model", "other"]) == 2
 
 
+def test_progress_lists_runs_that_have_a_last_checkpoint_but_no_result(tmp_path):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from progress import main
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "runs").mkdir()
+    for seed, name in ((1, "M-a-last.pth"), (2, "M-b-last.pth")):
+        state = {"config": {"model": "M", "dataset": "d", "seed": seed}, "epoch": 3, "train_s": 9.0}
+        state.update(best_valid_score=0.5, cur_step=1, valid_curve=[{"epochs": 1, "train_s": 3.0, "valid_score": 0.5}])
+        torch.save(state, tmp_path / "checkpoints" / name)
+    (tmp_path / "runs" / "d__M__1.json").write_text("{}")  # seed 1 has ended
+    assert main([str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "progress.json").read_text())
+    assert row["seed"] == 2 and row["epochs_done"] == 3 and row["best_valid_score"] == 0.5
+    assert row["resume"] == f"--set resume_from={tmp_path / 'checkpoints' / 'M-b-last.pth'}"
+    assert main([str(tmp_path / "runs")]) == 2  # no checkpoints/ there
+
+
 def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import paths
