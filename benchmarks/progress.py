@@ -24,7 +24,7 @@ def unfinished(folder: Path) -> list[dict]:
         folder: a results folder of ``benchmarks/run.py``.
 
     Returns:
-        list[dict]: one entry per unfinished run (see the module docstring), oldest checkpoint first.
+        list[dict]: one entry per unfinished run (see the module docstring), in file-name order.
     """
     from recbole_rimirec.checkpoint import load_checkpoint
 
@@ -35,7 +35,6 @@ def unfinished(folder: Path) -> list[dict]:
         name = f"{config['dataset']}__{config['model']}__{config['seed']}.json"
         if (folder / "runs" / name).exists():
             continue
-        curve = state.get("valid_curve") or []
         out.append(
             {
                 "checkpoint": str(path),
@@ -46,7 +45,7 @@ def unfinished(folder: Path) -> list[dict]:
                 "train_s": state.get("train_s"),
                 "best_valid_score": state.get("best_valid_score"),
                 "epochs_since_best": state.get("cur_step"),
-                "valid_curve": curve,
+                "valid_curve": state.get("valid_curve") or [],
                 "resume": f"--set resume_from={path}",
             }
         )
