@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from time import perf_counter
 
 import torch
@@ -111,6 +112,7 @@ class SafeCheckpointMixin:
         self._pending_loader_state: dict | None = None
         self.epochs_done = 0
         self._own_file: str | None = None  # claimed by the first fit(), or the resumed run's file
+        self._copy_best_from: str | None = None  # a best checkpoint resumed from, copied into this run's own file
         evaluate_struct = self.evaluator.evaluate
 
         def keep_ranks(struct):
@@ -136,6 +138,8 @@ class SafeCheckpointMixin:
             return
         if not self.distributed or self.config["local_rank"] == 0:
             self.saved_model_file = claim_checkpoint_file(self.saved_model_file)
+            if self._copy_best_from is not None:  # the resumed best stays as it was; new bests go to the copy
+                shutil.copyfile(self._copy_best_from, self.saved_model_file)
         if self.distributed:
             names = [self.saved_model_file]
             torch.distributed.broadcast_object_list(names, src=0)  # one file name for every rank
@@ -249,6 +253,10 @@ class SafeCheckpointMixin:
     def resume_checkpoint(self, resume_file):
         """Resumes training from a ``-last.pth`` file (exactly) or a best checkpoint (weights and counters).
 
+        A ``-last.pth`` run goes on writing its own files. A run resumed from a best checkpoint is a new
+        run: its files are claimed in ``checkpoint_dir`` and start as a copy of that checkpoint, which
+        keeps the weights it had.
+
         Args:
             resume_file: the checkpoint.
         """
@@ -268,7 +276,7 @@ class SafeCheckpointMixin:
             self._pending_loader_state = checkpoint["loader"]
         else:
             self.start_epoch = checkpoint["epoch"] + 1
-            self.saved_model_file = self._own_file = str(resume_file)
+            self._copy_best_from = str(resume_file)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()

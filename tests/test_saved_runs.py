@@ -122,6 +122,20 @@ def test_time_capped_run_continues_from_the_epoch_it_stopped_at(tiny):
     assert resumed["timings"]["train_s"] > load_checkpoint(last)["train_s"] > 0  # earlier processes' time included
 
 
+def test_resume_from_a_best_checkpoint_leaves_that_file_as_it_was(tiny):
+    settings = {**tiny, "epochs": 2, "stopping_step": 10}
+    first = run("SASRecAllPos", "tiny", config_dict=settings)
+    before = open(first["checkpoint"], "rb").read()
+    resumed = run(
+        "SASRecAllPos",
+        "tiny",
+        config_dict={**settings, "epochs": 5, "resume_from": first["checkpoint"]},
+    )
+    assert resumed["timings"]["epochs"] == 3  # epochs 2-4: carried on from the checkpoint's epoch
+    assert resumed["checkpoint"] != first["checkpoint"]
+    assert open(first["checkpoint"], "rb").read() == before
+
+
 def test_checkpoint_names_are_claimed_once(tmp_path):
     from recbole_rimirec.trainer import claim_checkpoint_file
 
