@@ -171,6 +171,9 @@ def time_to_first_best(run: dict) -> float | None:
 def summarize(runs: list[dict]) -> dict:
     """Groups runs by (dataset, architecture, path) and compares each path with the architecture's prefixes.
 
+    An architecture whose only prefix runs have settings of their own (``prefixes batch 2048``) is
+    compared with those.
+
     Args:
         runs: run results as written by ``benchmarks/run.py``.
 
@@ -212,13 +215,21 @@ def summarize(runs: list[dict]) -> dict:
     for key, fast in groups.items():
         dataset, arch, mode = key.split("/")
         for base in baselines_of(mode):
+            if base == "prefixes" and f"{dataset}/{arch}/prefixes" not in groups:
+                base = _only_prefix_path(groups, dataset, arch) or base
             slow_key = f"{dataset}/{arch}/{base}"
             slow = groups.get(slow_key)
-            if slow is None or slow["time_capped"] or fast["time_capped"]:
+            if slow is None or base == mode or slow["time_capped"] or fast["time_capped"]:
                 continue
             name = key if base == "prefixes" else f"{key} vs {base}"
             comparisons[name] = _compare(slow, fast, used_runs[slow_key], used_runs[key], base)
     return {"groups": groups, "comparisons": comparisons}
+
+
+def _only_prefix_path(groups: dict, dataset: str, arch: str) -> str | None:
+    """The architecture's one prefix path with its own settings (``prefixes batch 2048``), if it has only one."""
+    found = [key.split("/")[2] for key in groups if key.startswith(f"{dataset}/{arch}/prefixes ")]
+    return found[0] if len(found) == 1 else None
 
 
 def _compare(slow: dict, fast: dict, slow_runs: list[dict], fast_runs: list[dict], base: str) -> dict:

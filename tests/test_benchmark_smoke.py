@@ -209,6 +209,11 @@ def test_paths_compare_the_same_architecture_across_train_modes(tmp_path):
     split = {**targets, "all_positions_splits": 5, "all_positions_shift": True}
     assert paths.path_of(split) == "all_positions targets 2048 packed splits 5 shifted"
     rimi = summary["comparisons"]["d/RimiRec/all_positions"]
+    own_batch = {**runs[4], "config": {"train_batch_size": 2048}}  # RimiRec's only prefix runs: their own batch
+    alone = summarize([runs[3], {**own_batch, "torch_threads": 1}])["comparisons"]
+    (name,) = alone
+    assert name == "d/RimiRec/all_positions vs prefixes batch 2048" and alone[name]["base"] == "prefixes batch 2048"
+    assert alone[name]["time_to_best_s_ratio"] == pytest.approx(100.0 / 50.0)
     assert not rimi["same_threads"] and "time_to_best_s_ratio" not in rimi  # 1 vs 2 threads: no ratio
     for i, run in enumerate(runs):
         (tmp_path / f"r{i}.json").write_text(json.dumps(run))
