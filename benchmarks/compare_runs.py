@@ -1,11 +1,12 @@
-"""Two sets of runs of one model on one data set, paired by seed: is B better than A, or luckier?
+"""Two sets of runs on one data set, paired by seed: is B better than A, or luckier?
 
 For a training option whose effect is smaller than the seeds' spread (``all_positions_shift``, say):
 run both settings on the same seeds, then
 
     python benchmarks/compare_runs.py --model RimiRec --a FIXED_RUNS --b SHIFTED_RUNS [--out f.json]
 
-(runs: run JSON files or benchmark folders). It prints, per seed, each side's test and best valid
+(runs: run JSON files or benchmark folders; each side holds one model, and the two may differ, to
+pair two models trained on the same seeds). It prints, per seed, each side's test and best valid
 NDCG@10; the paired bootstrap over users of test NDCG@10, B minus A, over the seeds both ran
 (``report.paired_bootstrap``); and, per side, how the validation curve moves: the mean absolute
 change of valid NDCG@10 from one validation to the next and the curve's median, both from the
@@ -70,7 +71,7 @@ def compare(a: list[dict], b: list[dict]) -> dict:
 
     Args:
         a: runs of the first setting.
-        b: runs of the second, same model and data set.
+        b: runs of the second, same data set (usually the same model).
 
     Returns:
         dict: ``a`` and ``b`` (see :func:`side`), ``per_seed`` rows, and ``bootstrap`` (B minus A test
@@ -117,11 +118,16 @@ def main(argv=None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    kinds = {(r["model"], r["dataset"]) for r in a + b}
-    if not a or not b or len(kinds) != 1:
-        found = ", ".join(f"{m} on {d}" for m, d in sorted(kinds)) or "none"
+    models = [{r["model"] for r in side} for side in (a, b)]
+    datasets = {r["dataset"] for r in a + b}
+    if not a or not b or any(len(m) != 1 for m in models) or len(datasets) != 1:
+        found = " / ".join(
+            f"{name}: "
+            + (", ".join(f"{m} on {d}" for m, d in sorted({(r["model"], r["dataset"]) for r in side})) or "none")
+            for name, side in (("A", a), ("B", b))
+        )
         print(
-            f"error: each side needs runs of one model on one data set (found: {found}); use --model/--dataset",
+            f"error: each side needs runs of one model, both on one data set ({found}); use --model/--dataset",
             file=sys.stderr,
         )
         return 2
@@ -129,7 +135,10 @@ def main(argv=None) -> int:
         if len(set(seeds)) != len(seeds):
             print(f"error: a side holds two runs of one seed ({sorted(seeds)})", file=sys.stderr)
             return 2
-    result = {"model_dataset": sorted(kinds)[0], "argv": sys.argv, **compare(a, b)}
+    (model_a,), (model_b,) = models
+    result = {"model_dataset": [model_a, datasets.pop()], "argv": sys.argv, **compare(a, b)}
+    if model_b != model_a:
+        result["model_b"] = model_b  # two models on the same seeds and split
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -136,6 +136,14 @@ def test_compare_runs_pairs_by_seed_and_reads_the_curves(tmp_path):
     assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--out", str(tmp_path / "c.json")]) == 0
     assert json.loads((tmp_path / "c.json").read_text())["paired_seeds"] == [2]
     assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--model", "other"]) == 2
+    # two models trained on the same seeds: paired as well, and the output names both
+    other = tmp_path / "o" / "runs"
+    other.mkdir(parents=True)
+    (other / "d__N__2.json").write_text(json.dumps({**b[0], "model": "N"}))
+    assert main(["--a", str(tmp_path / "a"), "--b", str(other.parent), "--out", str(tmp_path / "n.json")]) == 0
+    both = json.loads((tmp_path / "n.json").read_text())
+    assert both["model_dataset"] == ["M", "d"] and both["model_b"] == "N" and both["paired_seeds"] == [2]
+    assert main(["--a", str(tmp_path / "a"), str(other.parent), "--b", str(tmp_path / "b")]) == 2  # A mixes models
 
 
 def test_progress_lists_runs_that_have_a_last_checkpoint_but_no_result(tmp_path):
