@@ -83,12 +83,27 @@ def test_stride_one_windows_give_every_user_the_prefix_loss(tiny, model):
     assert torch.allclose(prefix_loss, all_pos_loss, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("stride", [0, 9, 2.5])
-def test_bad_stride_is_a_one_line_error(tiny, stride):
+@pytest.mark.parametrize(
+    "stride, message",
+    [
+        (0, r"all_positions_stride must be an integer of at least 1, not 0"),
+        (2.5, r"all_positions_stride must be an integer of at least 1, not 2.5"),
+        (9, r"all_positions_stride 9 is above MAX_ITEM_LIST_LENGTH 8: set all_positions_stride to at most 8, or ~"),
+    ],
+)
+def test_bad_stride_is_a_one_line_error(tiny, stride, message):
     from recbole_rimirec.errors import ConfigError
 
     config, ds = build(tiny, MAX_ITEM_LIST_LENGTH=8, all_positions_stride=stride)
-    with pytest.raises(ConfigError, match=r"all_positions_stride must be an integer in \[1, 8\], not"):
+    with pytest.raises(ConfigError, match=message):
+        AllPositionsDataLoader(config, ds)
+
+
+def test_rimirec_default_stride_under_a_short_max_len_says_which_key_to_set(tiny):
+    from recbole_rimirec.errors import ConfigError
+
+    config, ds = build(tiny, "RimiRec", MAX_ITEM_LIST_LENGTH=3)  # RimiRec's YAML sets all_positions_stride: 5
+    with pytest.raises(ConfigError, match=r"all_positions_stride 5 is above MAX_ITEM_LIST_LENGTH 3"):
         AllPositionsDataLoader(config, ds)
 
 

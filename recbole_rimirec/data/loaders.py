@@ -114,8 +114,16 @@ def all_positions_stride(config) -> int | None:
     Raises:
         ConfigError: naming the value and the allowed range.
     """
-    stride = config["all_positions_stride"]
-    return None if stride is None else check_integer("all_positions_stride", stride, 1, config["MAX_ITEM_LIST_LENGTH"])
+    stride, max_len = config["all_positions_stride"], config["MAX_ITEM_LIST_LENGTH"]
+    if stride is None:
+        return None
+    check_integer("all_positions_stride", stride, 1)
+    if stride > max_len:  # also RimiRec's default 5 under a shorter MAX_ITEM_LIST_LENGTH
+        raise ConfigError(
+            f"all_positions_stride {stride} is above MAX_ITEM_LIST_LENGTH {max_len}: set all_positions_stride to at "
+            f"most {max_len}, or ~ for windows that do not overlap"
+        )
+    return stride
 
 
 def all_positions_splits(config) -> int:
