@@ -227,7 +227,8 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
         split: ``test`` or ``valid``.
 
     Returns:
-        dict: ``result`` (metrics) plus the trainer's extra results.
+        dict: ``result`` (metrics), ``<split>_ranks`` (per user, the target's 0-based rank, -1 past the
+        largest topk, as ``run``'s ``test_ranks``) and the trainer's extra results.
     """
     from recbole_rimirec.checkpoint import load_checkpoint
 
@@ -250,6 +251,8 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
     result = trainer.evaluate(test_data if split == "test" else valid_data, load_best_model=True, model_file=checkpoint)
     out = {"result": _metrics(result)}
+    if trainer.last_ranks is not None:  # as run()'s test_ranks: a saved run can enter a paired bootstrap
+        out[f"{split}_ranks"] = trainer.last_ranks.tolist()
     extra = getattr(trainer, "extra_results", None)
     if extra is not None:
         out.update(plain(extra()))

@@ -20,6 +20,9 @@ def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny, monkeypatch):
     result = run("RimiRec", "tiny", config_dict={**tiny, **TREE})
     again = evaluate_saved(result["checkpoint"])
     assert again["result"] == result["test_result"]
+    assert again["test_ranks"] == result["test_ranks"]  # the same users, in the same order
+    valid = evaluate_saved(result["checkpoint"], split="valid")
+    assert "test_ranks" not in valid and len(valid["valid_ranks"]) == len(result["test_ranks"])  # one per user
     assert again["library_fraction"] == pytest.approx(result["library_fraction"])
     wider = evaluate_saved(result["checkpoint"], {"select_budget": 1.0, "retrieval": "exact"})
     assert wider["library_fraction"] == pytest.approx(1.0)
