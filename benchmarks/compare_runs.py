@@ -121,11 +121,8 @@ def main(argv=None) -> int:
     models = [{r["model"] for r in side} for side in (a, b)]
     datasets = {r["dataset"] for r in a + b}
     if not a or not b or any(len(m) != 1 for m in models) or len(datasets) != 1:
-        found = " / ".join(
-            f"{name}: "
-            + (", ".join(f"{m} on {d}" for m, d in sorted({(r["model"], r["dataset"]) for r in side})) or "none")
-            for name, side in (("A", a), ("B", b))
-        )
+        kinds = [sorted({f"{r['model']} on {r['dataset']}" for r in side}) for side in (a, b)]
+        found = " / ".join(f"{name}: {', '.join(k) or 'none'}" for name, k in zip("AB", kinds, strict=True))
         print(
             f"error: each side needs runs of one model, both on one data set ({found}); use --model/--dataset",
             file=sys.stderr,
