@@ -30,5 +30,6 @@ setup(
         "pyyaml",
         "tqdm",
     ],
+    entry_points={"console_scripts": ["recbole-rimirec = recbole_rimirec.cli:main"]},
     extras_require={"test": ["pytest>=7", "hypothesis>=6"], "dev": ["black", "ruff"]},
 )

@@ -8,25 +8,14 @@ The plugin's YAML files sit in ``properties/`` (shipped inside the package as
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_rimirec import compat
+from recbole_rimirec.configref import properties_dir
 from recbole_rimirec.errors import ConfigError, check_integer
-
-
-def properties_dir() -> Path:
-    """Returns the folder holding the plugin's YAML defaults.
-
-    Returns:
-        Path: ``recbole_rimirec/properties`` when installed, else the checkout's ``properties/``.
-    """
-    here = Path(__file__).resolve().parent
-    installed = here / "properties"
-    return installed if installed.is_dir() else here.parent / "properties"
 
 
 class Config(RecBoleConfig):

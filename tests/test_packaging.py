@@ -30,6 +30,8 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
     assert "recbole_rimirec/properties/overall.yaml" in names
     assert "recbole_rimirec/properties/sequential.yaml" in names
     assert any(n.startswith("recbole_rimirec/properties/model/") for n in names)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "recbole-rimirec = recbole_rimirec.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True
