@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from paths import load_run, run_files
-from report import paired_bootstrap
+from report import load_run, paired_bootstrap, run_files
 
 FROM_VALIDATION = 10  # curves are read from this validation on (1-based), past the first climb
 

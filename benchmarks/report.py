@@ -36,6 +36,44 @@ def folder_threads(folder: Path) -> int | None:
     return int(value) if value else None
 
 
+def run_files(paths: list[str]) -> list[Path]:
+    """Expands folders into their ``runs/*.json``.
+
+    Args:
+        paths: run JSON files or benchmark folders.
+
+    Returns:
+        list[Path]: the run files, in the order given.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist.
+    """
+    files = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such run file or benchmark folder")
+        files += sorted((p / "runs").glob("*.json")) if p.is_dir() else [p]
+    return files
+
+
+def load_run(path: Path) -> dict:
+    """Reads a run JSON; a run without ``torch_threads`` takes its results folder's recorded count.
+
+    Args:
+        path: a run file, usually ``<folder>/runs/<run>.json``.
+
+    Returns:
+        dict: the run, with ``torch_threads`` from ``<folder>/meta.json`` where the run lacks it
+        and the folder records one (see ``report.folder_threads``).
+    """
+    run = json.loads(path.read_text())
+    if run.get("torch_threads") is None and path.parent.name == "runs":
+        threads = folder_threads(path.parent.parent)
+        if threads:
+            run["torch_threads"] = threads
+    return run
+
+
 def load_runs(folder: Path) -> list[dict]:
     runs = []
     for path in sorted((folder / "runs").glob("*.json")):

@@ -49,6 +49,28 @@ def parse_value(text: str):
     return value
 
 
+def portable(value):
+    """A value as a results file may hold it: no absolute path of this machine.
+
+    A path inside the repository becomes relative to its root; another absolute path (a data
+    folder, a scratch folder) becomes the placeholder ``<path>``. ``key=path`` keeps its key.
+
+    Args:
+        value: a command-line argument or config value.
+
+    Returns:
+        The value, with any absolute path replaced; non-strings unchanged.
+    """
+    if not isinstance(value, str):
+        return value
+    key, sep, path = value.rpartition("=") if "=" in value and not value.startswith("/") else ("", "", value)
+    if not os.path.isabs(path):
+        return value
+    resolved = Path(path).resolve()
+    shown = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else "<path>"
+    return key + sep + shown
+
+
 def record_command(meta_path: Path, argv: list[str]) -> None:
     """Appends one command line to a results folder's ``meta.json``.
 
@@ -64,7 +86,7 @@ def record_command(meta_path: Path, argv: list[str]) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         meta.update({"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()})
-        meta.setdefault("commands", []).append(list(argv))
+        meta.setdefault("commands", []).append([portable(a) for a in argv])
         tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, meta_path)
@@ -122,7 +144,9 @@ def main(argv=None) -> int:
         except ConfigError as err:
             print(f"error: {dataset} {model} {seed}: {err}", file=sys.stderr)
             return 2
-        result["config"] = {k: v for k, v in config.items() if k != "checkpoint_dir"}
+        result["config"] = {k: portable(v) for k, v in config.items() if k != "checkpoint_dir"}
+        for key in ("checkpoint", "last_checkpoint"):
+            result[key] = portable(result.get(key))
         result["device"] = "cuda" if _cuda() else "cpu"
         result["torch_threads"] = _threads()
         tmp = path.with_suffix(".tmp")

@@ -77,6 +77,12 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--config_files", nargs="+", default=[], help="YAML config files, later ones win")
     parser.add_argument("--out", help="write the run's result as JSON to this file")
+    parser.add_argument(
+        "--evaluate",
+        metavar="CHECKPOINT",
+        help="re-evaluate a saved run instead of training; --key=value changes evaluation keys (--select_budget=0.2)",
+    )
+    parser.add_argument("--split", choices=["test", "valid"], default="test", help="the split --evaluate scores")
     parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (gloo on CPU, NCCL on GPU)")
     parser.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default nproc)")
     parser.add_argument("--ip", default="localhost", help="address of the machine with rank 0")
@@ -116,6 +122,47 @@ def run_distributed(options: argparse.Namespace, overrides: list[str]) -> dict |
     )
 
 
+def evaluate(options: argparse.Namespace, overrides: list[str]) -> int:
+    """Re-evaluates a saved run (``--evaluate CHECKPOINT``) and prints its metrics.
+
+    Args:
+        options: the runner's options (``evaluate``, ``split``, ``out``).
+        overrides: ``--key=value`` strings, read as YAML values.
+
+    Returns:
+        int: the exit status.
+
+    Raises:
+        ConfigError: for a malformed override, a missing checkpoint or a refused value.
+    """
+    import yaml
+
+    from recbole_rimirec.errors import ConfigError
+    from recbole_rimirec.quick_start import evaluate_saved
+
+    if not os.path.isfile(options.evaluate):
+        raise ConfigError(f"--evaluate {options.evaluate}: no such checkpoint")
+    changes = {}
+    for arg in overrides:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            raise ConfigError(f"unrecognised argument {arg!r}: overrides are written --key=value")
+        changes[key] = yaml.safe_load(value)
+    result = evaluate_saved(options.evaluate, changes, split=options.split)
+    print(json.dumps({f"{options.split}_result": result["result"]}))
+    write(result, options.out)
+    return 0
+
+
+def write(result: dict, out: str | None) -> None:
+    """Writes a result as JSON, atomically, when ``--out`` names a file."""
+    if out:
+        tmp = out + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+        os.replace(tmp, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; user mistakes print one line and return 2.
 
@@ -130,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     from recbole_rimirec.quick_start import run
 
     try:
+        if options.evaluate:
+            return evaluate(options, overrides)
         if options.nproc > 1 or options.world_size > 1:
             result = run_distributed(options, overrides)
         else:
@@ -140,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if result is None:  # a machine without global rank 0
         return 0
     print(json.dumps({"test_result": result["test_result"]}))
-    if options.out:
-        tmp = options.out + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, options.out)
+    write(result, options.out)
     return 0
 
 

@@ -1,5 +1,7 @@
 """Saved runs: re-evaluation without retraining, determinism, safe loading."""
 
+import json
+
 import pytest
 import torch
 
@@ -16,7 +18,7 @@ class Payload:
 TREE = {"tree_branching": 8, "tree_leaf_size": 10, "tree_max_depth": 2, "select_budget": 0.2, "tree_vector_dim": 16}
 
 
-def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny, monkeypatch):
+def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny, monkeypatch, tmp_path):
     result = run("RimiRec", "tiny", config_dict={**tiny, **TREE})
     again = evaluate_saved(result["checkpoint"])
     assert again["result"] == result["test_result"]
@@ -26,6 +28,13 @@ def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny, monkeypatch):
     assert again["library_fraction"] == pytest.approx(result["library_fraction"])
     wider = evaluate_saved(result["checkpoint"], {"select_budget": 1.0, "retrieval": "exact"})
     assert wider["library_fraction"] == pytest.approx(1.0)
+    from recbole_rimirec.cli import main  # the same through the command line
+
+    out = str(tmp_path / "again.json")
+    assert main(["--evaluate", result["checkpoint"], "--select_budget=1.0", "--retrieval=exact", "--out", out]) == 0
+    assert json.loads(open(out).read())["result"] == wider["result"]
+    assert main(["--evaluate", result["checkpoint"] + ".nope"]) == 2
+    assert main(["--evaluate", result["checkpoint"], "--select_budget=2"]) == 2  # one line, no traceback
 
     def no_data(config):
         raise AssertionError("the data was read before the overrides were checked")

@@ -1,0 +1,406 @@
+"""Writes every generated table and plot of README.md and docs/ from the results files.
+
+Run: python benchmarks/tables.py            rewrite the blocks and the plots in docs/img/
+     python benchmarks/tables.py --check    exit 1 when a block differs from what the results give
+
+A block sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md or a page of
+docs/; nothing between the markers is typed by hand. Which runs make a row is said once, below
+(``HEADLINE``, ``TRAINING``, ``FOLDERS``): to publish a new result, add its folder there and rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import flat_row, load_run, paired_bootstrap, run_files, save_valid_curves  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+IMG = ROOT / "docs" / "img"
+SEEDS = (2020, 2021, 2022)
+DATASETS = {"ml-100k": "ml-100k", "amazon-beauty": "Amazon Beauty", "amazon-toys": "Amazon Toys"}
+
+# (label, model, result folders): the headline rows, every model at its defaults, seeds 2020-2022
+HEADLINE = {
+    "ml-100k": [
+        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-stride5"]),
+        ("SASRecAllPos", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
+        ("SASRec (RecBole, prefix rows)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
+        ("GRU4Rec (RecBole)", "GRU4Rec", ["ml-100k-cpu"]),
+        ("ComiRecDR", "ComiRecDR", ["ml-100k-cpu"]),
+        ("ComiRecSA", "ComiRecSA", ["ml-100k-cpu"]),
+        ("MIND", "MIND", ["ml-100k-cpu"]),
+        ("MostPop", "MostPop", ["ml-100k-cpu"]),
+    ],
+    "amazon-beauty": [
+        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-stride5"]),
+        ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
+        ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
+        ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
+        ("MIND", "MIND", ["amazon-beauty-cpu"]),
+        ("ComiRecDR", "ComiRecDR", ["amazon-beauty-cpu"]),
+        ("MostPop", "MostPop", ["amazon-beauty-cpu"]),
+    ],
+    "amazon-toys": [
+        ("RimiRec", "RimiRec", ["amazon-toys-cpu"]),
+        ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
+        ("MostPop", "MostPop", ["amazon-toys-cpu"]),
+    ],
+}
+# paired comparisons printed under each headline table: (label a, label b), a minus b
+PAIRS = (
+    ("RimiRec", "SASRecAllPos"),
+    ("RimiRec", "SASRecAllPos (no shift)"),
+    ("RimiRec", "SASRec (RecBole, prefix rows)"),
+)
+
+# (data set, training rows, model, result folders): docs/training.md's table, every seed each folder holds
+TRAINING = [
+    ("ml-100k", "SASRec: prefix rows (RecBole)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
+    ("ml-100k", "SASRecAllPos: windows", "SASRecAllPos", ["ml-100k-cpu-targets2048-packed"]),
+    ("ml-100k", "SASRecAllPos: windows, shifted (default)", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
+    ("ml-100k", "RimiRec: prefix rows", "RimiRec", ["ml-100k-cpu-prefixes"]),
+    ("ml-100k", "RimiRec: windows", "RimiRec", ["ml-100k-cpu-targets2048-packed"]),
+    ("ml-100k", "RimiRec: windows, shifted", "RimiRec", ["ml-100k-cpu-rimirec-shift"]),
+    ("ml-100k", "RimiRec: windows, stride 5 (default)", "RimiRec", ["ml-100k-cpu-rimirec-stride5"]),
+    ("amazon-beauty", "SASRec: prefix rows (RecBole)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
+    ("amazon-beauty", "SASRecAllPos: windows", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
+    ("amazon-beauty", "SASRecAllPos: windows, shifted (default)", "SASRecAllPos", ["amazon-beauty-cpu-shift"]),
+    ("amazon-beauty", "RimiRec: prefix rows (2048 per step)", "RimiRec", ["amazon-beauty-cpu-rimirec-prefixes2048"]),
+    (
+        "amazon-beauty",
+        "RimiRec: windows",
+        "RimiRec",
+        ["amazon-beauty-cpu-batch350-rimirec", "amazon-beauty-cpu-batch350-rimirec-packed"],
+    ),
+    ("amazon-beauty", "RimiRec: windows, shifted", "RimiRec", ["amazon-beauty-cpu-shift"]),
+    ("amazon-beauty", "RimiRec: windows, stride 5 (default)", "RimiRec", ["amazon-beauty-cpu-rimirec-stride5"]),
+]
+
+# docs/benchmarks.md: every published folder's full report, and the paired comparisons
+FOLDERS = [
+    "ml-100k-cpu",
+    "ml-100k-cpu-rimirec-stride5",
+    "ml-100k-cpu-sasrec-shift",
+    "ml-100k-cpu-prefixes",
+    "ml-100k-cpu-targets2048-packed",
+    "ml-100k-cpu-rimirec-shift",
+    "amazon-beauty-cpu",
+    "amazon-beauty-cpu-rimirec-stride5",
+    "amazon-beauty-cpu-batch350-packed",
+    "amazon-beauty-cpu-prefixes",
+    "amazon-beauty-cpu-rimirec-prefixes2048",
+    "amazon-beauty-cpu-batch350-rimirec",
+    "amazon-beauty-cpu-batch350-rimirec-packed",
+    "amazon-beauty-cpu-shift",
+    "amazon-toys-cpu",
+]
+
+
+def runs_of(model: str, folders: list[str], seeds=SEEDS) -> list[dict]:
+    """The finished (not time-capped) runs of one model in some result folders.
+
+    Args:
+        model: the model name in the run files.
+        folders: folder names under ``benchmarks/results``.
+        seeds: the seeds to keep, or ``None`` for all.
+
+    Returns:
+        list[dict]: the runs, sorted by seed.
+    """
+    files = run_files([str(RESULTS / f) for f in folders if (RESULTS / f).is_dir()])
+    found = [load_run(p) for p in files]
+    found = [r for r in found if r["model"] == model and not r.get("time_capped")]
+    return sorted((r for r in found if seeds is None or r["seed"] in seeds), key=lambda r: r["seed"])
+
+
+def _mean(rows: list[dict], key: str, fmt: str = "{:.4f}", spread: bool = True) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return ""
+    text = fmt.format(np.mean(values))
+    return text + (f" ± {fmt.format(np.std(values))}" if spread and len(values) > 1 else "")
+
+
+def headline(dataset: str) -> str:
+    """One data set's headline table: every model at its defaults, seeds 2020-2022, and the paired lines.
+
+    Args:
+        dataset: a key of ``HEADLINE``.
+
+    Returns:
+        str: Markdown.
+    """
+    lines = [
+        "| model | seeds | NDCG@10 | Recall@10 | Recall@50 | s to best valid | library scored |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_label = {}
+    for label, model, folders in HEADLINE[dataset]:
+        runs = runs_of(model, folders)
+        if not runs:
+            continue
+        by_label[label] = runs
+        rows = [flat_row(r) for r in runs]
+        scored = _mean(rows, "library_fraction", "{:.0%}", spread=False) or "100%"
+        cells = [label, str(len(rows)), _mean(rows, "ndcg@10"), _mean(rows, "recall@10"), _mean(rows, "recall@50")]
+        lines.append("| " + " | ".join([*cells, _mean(rows, "time_to_best_s", "{:.0f}"), scored]) + " |")
+    lines.append("")
+    for a, b in PAIRS:
+        if a in by_label and b in by_label:
+            lines.append(paired_line(a, by_label[a], b, by_label[b]))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def paired_line(a: str, runs_a: list[dict], b: str, runs_b: list[dict]) -> str:
+    """The paired test NDCG@10 difference of two rows, over the seeds both ran.
+
+    Args:
+        a: the first row's label.
+        runs_a: its runs.
+        b: the second row's label.
+        runs_b: its runs.
+
+    Returns:
+        str: a Markdown bullet, ``a - b`` with its 95% bootstrap interval over users.
+    """
+    seeds_b = {r["seed"]: r for r in runs_b}
+    pairs = [(r, seeds_b[r["seed"]]) for r in runs_a if r["seed"] in seeds_b and r.get("test_ranks")]
+    pairs = [(x, y) for x, y in pairs if y.get("test_ranks")]
+    if not pairs:
+        return ""
+    boot = paired_bootstrap(
+        [np.asarray(x["test_ranks"]) for x, _ in pairs], [np.asarray(y["test_ranks"]) for _, y in pairs]
+    )
+    seeds = ", ".join(str(x["seed"]) for x, _ in pairs)
+    return (
+        f"- {a} minus {b}, test NDCG@10 paired over users and seeds {seeds}: {boot['mean']:+.4f} "
+        f"(95% interval {boot['low']:+.4f} to {boot['high']:+.4f})"
+    )
+
+
+def training() -> str:
+    """docs/training.md's table: each training path's seeds, validation, test and time.
+
+    Returns:
+        str: Markdown.
+    """
+    lines = [
+        "| data set | training rows | seeds | best valid NDCG@10 | test NDCG@10 | s/epoch | s to best valid |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset, label, model, folders in TRAINING:
+        rows = [flat_row(r) for r in runs_of(model, folders, seeds=None)]
+        if rows:
+            cells = [DATASETS[dataset], label, str(len(rows)), _mean(rows, "valid_ndcg@10"), _mean(rows, "ndcg@10")]
+            cells += [_mean(rows, "s_per_epoch", "{:.1f}", spread=False), _mean(rows, "time_to_best_s", "{:.0f}")]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def command_line(argv: list[str]) -> str:
+    """One recorded command as a bullet a user can run.
+
+    A run continued from a checkpoint (``--set resume_from=...``) is shown without it, since
+    checkpoints are not committed: run whole, the command gives the same result (resuming is exact).
+
+    Args:
+        argv: the command line as ``run.py`` recorded it in meta.json.
+
+    Returns:
+        str: a Markdown bullet.
+    """
+    shown, resumed, i = [], False, 0
+    while i < len(argv):
+        if argv[i] == "--set":
+            values = []
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                if argv[i].startswith("resume_from="):
+                    resumed = True
+                else:
+                    values.append(argv[i])
+                i += 1
+            shown += ["--set", *values] if values else []
+            continue
+        shown.append(argv[i])
+        i += 1
+    if shown and not shown[0].startswith("benchmarks/"):
+        shown[0] = "benchmarks/" + Path(shown[0]).name  # recorded as started, shown from the repository root
+    shown = [re.sub(r"^(--out=?)?results/", r"\1benchmarks/results/", a) for a in shown]
+    note = " (continued from an earlier run's checkpoint)" if resumed else ""
+    return f"- `python {' '.join(shown)}`{note}"
+
+
+def folder_block(name: str) -> str:
+    """A results folder's full report for docs/benchmarks.md: its commands, tables and plots.
+
+    Args:
+        name: a folder under ``benchmarks/results``.
+
+    Returns:
+        str: Markdown, with links relative to docs/.
+    """
+    folder = RESULTS / name
+    if not (folder / "table.md").exists():
+        return ""
+    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+    lines = [f"### `benchmarks/results/{name}`", ""]
+    lines += [command_line(argv) for argv in meta.get("commands", [])]
+    threads = sorted({r["torch_threads"] for r in map(load_run, run_files([str(folder)])) if r.get("torch_threads")})
+    lines += ["", f"Machine: {meta.get('cpu_count')} cores ({meta.get('machine')}), CPU only."]
+    lines += [f"Torch threads per run (where recorded): {', '.join(map(str, threads))}." if threads else "", ""]
+    lines += [(folder / "table.md").read_text().strip(), ""]
+    if (folder / "ann_eval.md").exists():
+        lines += [(folder / "ann_eval.md").read_text().strip(), ""]
+    lines += [f"![{png.stem}](../benchmarks/results/{name}/{png.name})" for png in sorted(folder.glob("*.png"))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def comparisons() -> str:
+    """Every paired comparison file (``benchmarks/compare_runs.py --out``) as one line.
+
+    Returns:
+        str: Markdown bullets.
+    """
+    lines = []
+    for path in sorted(RESULTS.glob("*-vs-*.json")):
+        data = json.loads(path.read_text())
+        model, dataset = data["model_dataset"]
+        boot = data["bootstrap"]
+        b_model = data.get("model_b", model)
+        lines.append(
+            f"- `{path.name}`: {dataset}, B ({b_model}) minus A ({model}), test NDCG@10 "
+            f"{data['b']['test_ndcg@10']:.4f} against {data['a']['test_ndcg@10']:.4f}, paired over seeds "
+            f"{', '.join(map(str, data['paired_seeds']))}: {boot['mean']:+.4f} "
+            f"(95% interval {boot['low']:+.4f} to {boot['high']:+.4f})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def scale() -> str:
+    """The serving-cost table of ``benchmarks/scale.py``.
+
+    Returns:
+        str: Markdown.
+    """
+    data = json.loads((RESULTS / "scale-cpu.json").read_text())
+    lines = [
+        "| items x 64 | tree build s | index build s | index memory / raw | per-category q/s | full scan q/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['items']:,} | {r['tree_build_s']:.1f} | {r['index_build_s']:.2f} | {r['index_over_raw']:.2f} "
+            f"| {r['per_category_qps']:.0f} | {r['full_scan_qps']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def blocks() -> dict[str, str]:
+    """Every generated block by name."""
+    found = {f"headline:{d}": headline(d) for d in HEADLINE}
+    found["training"] = training()
+    found["folders"] = "\n".join(b for b in map(folder_block, FOLDERS) if b)
+    found["comparisons"] = comparisons()
+    found["scale"] = scale()
+    return found
+
+
+def plots() -> None:
+    """docs/img: time to best per headline model, and valid curves of the training paths (seed 2020)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    IMG.mkdir(parents=True, exist_ok=True)
+    shown = [d for d in HEADLINE if any(runs_of(m, f) for _, m, f in HEADLINE[d])]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 3.8))
+    for ax, dataset in zip(np.atleast_1d(axes), shown, strict=True):
+        bars = []
+        for label, model, folders in HEADLINE[dataset]:
+            rows = [flat_row(r) for r in runs_of(model, folders)]
+            if rows and model != "MostPop":
+                bars.append(
+                    (label, np.mean([r["time_to_best_s"] for r in rows]), np.mean([r["ndcg@10"] for r in rows]))
+                )
+        ax.barh([b[0] for b in bars], [b[1] for b in bars], color="#4c72b0")
+        for y, (_, seconds, ndcg) in enumerate(bars):
+            ax.text(seconds, y, f" {seconds:.0f} s, NDCG@10 {ndcg:.4f}", va="center", fontsize=7)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_xlabel("training seconds to the best validation (log)")
+        ax.set_title(DATASETS[dataset], fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xlim(right=ax.get_xlim()[1] * 40)
+    fig.suptitle("Mean over seeds 2020-2022, 2-core CPU (threads per run: docs/benchmarks.md)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(IMG / "time_to_best.png", dpi=110)
+    plt.close(fig)
+    for dataset in {d for d, *_ in TRAINING}:
+        series = []
+        for d, label, model, folders in TRAINING:
+            runs = runs_of(model, folders, seeds=(2020,)) if d == dataset else []
+            if runs:
+                series.append((label, runs[0]["timings"].get("valid_curve") or []))
+        save_valid_curves(
+            series, IMG / f"curves_{dataset}.png", f"{DATASETS[dataset]}: validation while training (seed 2020)"
+        )
+
+
+def rewrite(text: str, found: dict[str, str]) -> str:
+    """Replaces every ``<!-- table:NAME -->`` block of a page by its generated text.
+
+    Args:
+        text: a Markdown page.
+        found: block name -> text.
+
+    Returns:
+        str: the page with its blocks regenerated.
+
+    Raises:
+        KeyError: for a block name this script does not make.
+    """
+
+    def one(match: re.Match) -> str:
+        name = match.group(1)
+        return f"<!-- table:{name} -->\n{found[name]}<!-- /table:{name} -->"
+
+    return re.sub(r"<!-- table:([\w:-]+) -->\n.*?<!-- /table:\1 -->", one, text, flags=re.S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only say whether the pages are up to date")
+    args = parser.parse_args(argv)
+    found = blocks()
+    stale = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        try:
+            new = rewrite(text, found)
+        except KeyError as err:
+            print(f"error: {page.relative_to(ROOT)}: no block named {err}", file=sys.stderr)
+            return 2
+        if new != text:
+            stale.append(str(page.relative_to(ROOT)))
+            if not args.check:
+                page.write_text(new, encoding="utf-8")
+    if args.check:
+        if stale:
+            print(f"out of date: {', '.join(stale)} (run python benchmarks/tables.py)", file=sys.stderr)
+        return 1 if stale else 0
+    plots()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
