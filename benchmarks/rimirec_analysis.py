@@ -1,17 +1,25 @@
-"""RimiRec analysis from a saved run: library-budget sweep and generator accuracy.
+"""RimiRec analysis from a saved run: where its NDCG goes, selection rule by selection rule.
 
-* Budget sweep: the same trained weights evaluated on the test split at several
-  ``select_budget`` values (best-first frontier, Faiss and exact search) and beam sizes (beam):
-  NDCG@10 / Recall@10 against the fraction of the library scored (a curve, not one point), plus
-  retrieval time per user.
-* Generator accuracy: for each test user, is the held-out item's node at each tree level among
-  the top-B nodes of that level by P(node | user)? B = 1, 5, 10, against the B most popular nodes
-  of the level (by training interactions).
-* Selection coverage: for each selection setting of the sweep, how often the selected nodes hold
-  the held-out item at all (the ceiling of the restricted retrieval's recall).
+The run's own data split and weights, test split, each setting scored in this process from the
+rank of every user's held-out item in the list the model returns (the rank RecBole's metrics read:
+a test checks the two agree):
 
-Run: python benchmarks/rimirec_analysis.py <checkpoint.pth> --out benchmarks/results/<name>/rimirec_analysis.json
-(``--generator_only`` recomputes the last two into an existing JSON without the evaluation sweep)
+* Decomposition.
+  (a) ``ceiling``: every leaf, with the factorised score (``select_method: leaves`` over the whole
+      library, exact normaliser): the model's own ranking of the whole library, the most any
+      selection can keep;
+  (b) ``global_head``: the encoder's plain full ranking, h . v;
+  (c) ``selection``: the run's own setting (its ``select_method``, ``select_budget``, retrieval);
+  (d) coverage: how often the selected nodes hold the held-out item, split by the user's history
+      length and by the level of the node that holds it.
+  Each with NDCG@10, Recall@10 and Recall@50, overall and by history length.
+* Sweep: each selection rule (``frontier``, ``leaves``, ``density``) at each budget and the beam
+  at each size: metrics, coverage, library fraction, nodes and milliseconds per user.
+* Generator accuracy: is the held-out item's node at each level among the top B of that level by
+  P(node | user), against the B most popular nodes (B = 1, 5, 10)?
+
+Run: python benchmarks/rimirec_analysis.py <checkpoint.pth> --out <folder>/rimirec_analysis.json
+(a PNG of NDCG@10 against the fraction of the library scored is written beside it)
 """
 
 from __future__ import annotations
@@ -19,62 +27,186 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from time import perf_counter
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+BUDGETS = [0.02, 0.05, 0.1, 0.2]
+BEAMS = [2, 5, 10]
+HISTORY_BUCKETS = [(1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9)]
+K = 50  # the longest list any metric reads
 
 
-def test_log_probs(checkpoint: str):
-    """P(node | user) of every test user, from the run's own data split and weights.
+def load(checkpoint: str):
+    """A saved RimiRec run's model and test data, rebuilt from its own settings.
 
     Args:
-        checkpoint: a RimiRec checkpoint.
+        checkpoint: a RimiRec checkpoint written by the plugin's trainer.
 
     Returns:
-        (log_p, target, tree, train_codes): [U, N] log P(node | user), [U] test target ids, the
-        model's :class:`TreeTensors`, [T, D] codes of every training interaction's item.
+        (net, test, train_dataset, config): the model in eval mode, the test loader, the built train
+        split and the run's Config.
     """
     from recbole_rimirec.checkpoint import load_checkpoint
     from recbole_rimirec.config import Config
-    from recbole_rimirec.data.loaders import train_sequences
     from recbole_rimirec.data.preparation import create_dataset, data_preparation
+    from recbole_rimirec.distributed import DIST_KEYS
 
     state = load_checkpoint(checkpoint)
-    settings = {k: v for k, v in state["external_config"].items() if k not in ("model", "dataset")}
+    settings = {k: v for k, v in state["external_config"].items() if k not in ("model", "dataset", *DIST_KEYS)}
     settings.update({"state": "WARNING", "show_progress": False})
     config = Config(state["config"]["model"], state["config"]["dataset"], config_dict=settings)
     train, _, test = data_preparation(config, create_dataset(config))
     net = config.model_class(config, train._dataset)
     net.load_state_dict(state["state_dict"])
     net.eval()
+    return net, test, train._dataset, config
+
+
+@contextmanager
+def setting(net, **changes):
+    """Changes the model's retrieval attributes for a block, then puts them back.
+
+    Args:
+        net: a RimiRec model.
+        **changes: ``selection``, ``budget``, ``max_nodes``, ``beam_size``, ``backend``, ``score``, ``alpha``.
+    """
+    old = {key: getattr(net, key) for key in changes}
+    for key, value in changes.items():
+        setattr(net, key, value)
+    net.build_index()
+    try:
+        yield net
+    finally:
+        for key, value in old.items():
+            setattr(net, key, value)
+        net.build_index()
+
+
+@torch.no_grad()
+def score_users(net, test, global_head: bool = False) -> dict:
+    """Every test user's rank of the held-out item under the model's current setting.
+
+    Args:
+        net: a RimiRec model (its selection, budget and backend as set).
+        test: the test loader.
+        global_head: rank the whole library by h . v instead of retrieving.
+
+    Returns:
+        dict of per-user arrays: ``rank`` (0-based, -1 when not in the top ``K``), ``history``
+        (history length), ``level`` (depth of the selected node holding the target, 0 when none)
+        and ``nodes``, ``items`` (nodes searched, items they hold); and ``seconds`` in total.
+    """
+    ranks, history, level, nodes, items, seconds = [], [], [], [], [], 0.0
+    tree = net.tree
+    for batch in test:
+        inter = batch[0]
+        target = inter[net.ITEM_ID]  # read only to score, never by the model
+        start = perf_counter()
+        if global_head:
+            scores = net.full_sort_predict(inter)
+            scores[:, 0] = float("-inf")
+            rank = (scores > scores.gather(1, target[:, None])).sum(1)
+            rank = torch.where(rank < K, rank, -1)
+            n_nodes, n_items = torch.ones_like(rank), torch.full_like(rank, int(tree.size[0]))
+            holder = torch.zeros_like(rank)
+        else:
+            _, ids, n_nodes, n_items = net.retrieve(inter, K)
+            hit = ids == target[:, None]  # [B, K]
+            rank = torch.where(hit.any(1), hit.float().argmax(1), -1)
+            h = net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN])
+            selected = net.select_nodes(net.generator(h))  # [B, N]
+            pos = tree.pos[target][:, None]
+            inside = selected & (pos >= tree.lo[None, :]) & (pos < tree.hi[None, :])  # [B, N]
+            holder = torch.where(inside.any(1), tree.depth[inside.float().argmax(1)], 0)
+        seconds += perf_counter() - start
+        ranks.append(rank)
+        history.append(inter[net.ITEM_SEQ_LEN])
+        level.append(holder)
+        nodes.append(n_nodes)
+        items.append(n_items)
+    cat = {k: torch.cat(v).cpu().numpy() for k, v in dict(rank=ranks, history=history, level=level).items()}
+    cat.update(nodes=torch.cat(nodes).cpu().numpy(), items=torch.cat(items).cpu().numpy(), seconds=seconds)
+    return cat
+
+
+def metrics(rank: np.ndarray) -> dict:
+    """NDCG@10, Recall@10 and Recall@50 of one held-out item per user.
+
+    Args:
+        rank: [U] 0-based ranks, -1 for a miss.
+
+    Returns:
+        dict: the three means.
+    """
+    hit10 = (rank >= 0) & (rank < 10)
+    ndcg = np.where(hit10, 1.0 / np.log2(np.where(hit10, rank, 0) + 2.0), 0.0)
+    return {"ndcg@10": float(ndcg.mean()), "recall@10": float(hit10.mean()), "recall@50": float((rank >= 0).mean())}
+
+
+def summary(scored: dict, n_items: int, global_head: bool = False) -> dict:
+    """Metrics, coverage and cost of one setting, overall and by history length.
+
+    Args:
+        scored: :func:`score_users`'s output.
+        n_items: the library size.
+        global_head: the setting ranks the whole library (coverage is 1).
+
+    Returns:
+        dict: metrics, ``coverage``, ``library_fraction``, ``nodes_per_user``, ``ms_per_user``,
+        ``by_history`` (per bucket: users, metrics, coverage) and ``covered_at_level`` (share of users
+        whose held-out item lies in a selected node of that level).
+    """
+    covered = np.ones(len(scored["rank"]), bool) if global_head else scored["level"] > 0
+    out = {"users": len(covered), **metrics(scored["rank"]), "coverage": float(covered.mean())}
+    out.update(
+        library_fraction=float(scored["items"].mean() / n_items),
+        nodes_per_user=float(scored["nodes"].mean()),
+        ms_per_user=1000.0 * scored["seconds"] / max(len(scored["rank"]), 1),
+    )
+    out["by_history"] = {}
+    for lo, hi in HISTORY_BUCKETS:
+        keep = (scored["history"] >= lo) & (scored["history"] <= hi)
+        if keep.any():
+            name = f"{lo}-{hi}" if hi < 10**9 else f"{lo}+"
+            row = {"users": int(keep.sum()), **metrics(scored["rank"][keep]), "coverage": float(covered[keep].mean())}
+            out["by_history"][name] = row
+    if not global_head:
+        levels = sorted(set(scored["level"].tolist()) - {0})
+        out["covered_at_level"] = {str(lv): float((scored["level"] == lv).mean()) for lv in levels}
+    return out
+
+
+def generator_accuracy(net, test, train_dataset, bs=(1, 5, 10)) -> dict:
+    """Per tree level: is the target's node among the generator's top B, against the B most popular?
+
+    Args:
+        net: the model.
+        test: the test loader.
+        train_dataset: the built train split (node popularity from its interactions).
+        bs: the B values.
+
+    Returns:
+        dict: ``level_<l>`` -> nodes, users, ``generator@B`` and ``popular@B`` hit rates.
+    """
+    from recbole_rimirec.data.loaders import train_sequences
+
+    tree = net.tree
     log_p, target = [], []
     with torch.no_grad():
         for batch in test:
             inter = batch[0]
             log_p.append(net.generator(net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN])))
             target.append(inter[net.ITEM_ID])
-    _, flat, _ = train_sequences(train._dataset)
-    return torch.cat(log_p), torch.cat(target), net.tree, net.tree.codes[torch.from_numpy(flat)]
-
-
-def generator_accuracy(log_p, target, tree, train_codes, bs=(1, 5, 10)) -> dict:
-    """Per tree level: is the target's node among the generator's top B, against the B most popular?
-
-    Args:
-        log_p: [U, N] log P(node | user).
-        target: [U] target item ids.
-        tree: the model's :class:`TreeTensors`.
-        train_codes: [T, D] codes of the training interactions (node popularity).
-        bs: the B values.
-
-    Returns:
-        dict: ``level_<l>`` -> nodes, users, ``generator@B`` and ``popular@B`` hit rates.
-    """
+    log_p, target = torch.cat(log_p), torch.cat(target)
+    _, flat, _ = train_sequences(train_dataset)
+    train_codes = tree.codes[torch.from_numpy(flat)]
     out = {}
     for level in range(1, tree.max_depth + 1):
         nodes = tree.level(level)
@@ -85,150 +217,109 @@ def generator_accuracy(log_p, target, tree, train_codes, bs=(1, 5, 10)) -> dict:
         total = max(len(node_of), 1)
         row = {"nodes": len(nodes), "users": len(node_of)}
         for b in bs:
-            kb = min(b, len(nodes))
-            row[f"generator@{b}"] = (nodes[lp.topk(kb, dim=1).indices] == node_of[:, None]).any(1).sum().item() / total
+            top = nodes[lp.topk(min(b, len(nodes)), dim=1).indices]
+            row[f"generator@{b}"] = (top == node_of[:, None]).any(1).sum().item() / total
         for b in bs:
-            row[f"popular@{b}"] = (
-                torch.isin(node_of, nodes[counts.topk(min(b, len(nodes))).indices]).sum().item() / total
-            )
+            popular = nodes[counts.topk(min(b, len(nodes))).indices]
+            row[f"popular@{b}"] = torch.isin(node_of, popular).sum().item() / total
         out[f"level_{level}"] = row
     return out
 
 
-def selection_coverage(selected: torch.Tensor, tree, target: torch.Tensor) -> dict:
-    """How often the selected sub-libraries hold the target, and how much of the library they are.
+def analyse(checkpoint: str, budgets=BUDGETS, beams=BEAMS, progress=print) -> dict:
+    """The whole analysis of one saved run (see the module docstring).
 
     Args:
-        selected: [U, N] bool, the selected nodes of each user.
-        tree: the model's :class:`TreeTensors`.
-        target: [U] target item ids.
+        checkpoint: a RimiRec checkpoint.
+        budgets: library fractions for the sweep.
+        beams: beam sizes for the sweep.
+        progress: called with each finished row.
 
     Returns:
-        dict: ``target_in_selection`` (fraction of users), ``library_fraction`` and
-        ``nodes_per_user`` (means over users).
+        dict: ``decomposition``, ``sweep``, ``generator_accuracy`` and what the run was.
     """
-    pos = tree.pos[target][:, None]  # [U, 1] the target's place in tree order
-    inside = selected & (pos >= tree.lo[None, :]) & (pos < tree.hi[None, :])  # [U, N]
-    return {
-        "target_in_selection": inside.any(1).float().mean().item(),
-        "library_fraction": (selected.long() @ tree.size).float().mean().item() / int(tree.size[0]),
-        "nodes_per_user": selected.sum(1).float().mean().item(),
+    net, test, train_dataset, config = load(checkpoint)
+    n_items = int(net.tree.size[0])
+    own = {"select_method": net.selection, "select_budget": net.budget, "retrieval": net.backend}
+
+    def row(global_head=False, **changes):
+        with setting(net, **changes):
+            found = summary(score_users(net, test, global_head), n_items, global_head)
+        progress(json.dumps({**changes, **{k: found[k] for k in ("ndcg@10", "coverage", "library_fraction")}}))
+        return found
+
+    everything = {"selection": "leaves", "budget": 1.0, "max_nodes": net.tree.num_nodes, "backend": "exact"}
+    decomposition = {
+        "ceiling": row(**everything),
+        "global_head": row(global_head=True),
+        "selection": row(),
+        "selection_exact": row(backend="exact"),
     }
-
-
-def coverage_sweep(log_p, target, tree, budgets, beams, max_nodes: int) -> list[dict]:
-    """:func:`selection_coverage` for the frontier at each budget and the beam at each size."""
-    from recbole_rimirec.retrieval.selection import select_beam, select_frontier
-
-    rows = []
-    for budget in budgets:
-        selected = select_frontier(log_p, tree, max(1, round(budget * int(tree.size[0]))), max_nodes)
-        rows.append(
-            {"select_method": "frontier", "select_budget": budget, **selection_coverage(selected, tree, target)}
-        )
+    ceiling, chosen = decomposition["ceiling"]["ndcg@10"], decomposition["selection_exact"]["ndcg@10"]
+    decomposition["selection_cost"] = 1.0 - chosen / ceiling if ceiling else None  # share of the ceiling lost
+    sweep = []
+    for method in ("frontier", "leaves", "density"):
+        for budget in budgets:
+            found = row(selection=method, budget=budget)
+            sweep.append({"select_method": method, "select_budget": budget, "retrieval": net.backend, **found})
     for beam in beams:
-        rows.append(
-            {
-                "select_method": "beam",
-                "beam_size": beam,
-                **selection_coverage(select_beam(log_p, tree, beam), tree, target),
-            }
-        )
-    return rows
-
-
-def generator_figures(checkpoint: str, budgets, beams) -> dict:
-    """Generator accuracy per level and the selection coverage sweep of one saved run."""
-    from recbole_rimirec.checkpoint import load_checkpoint
-
-    max_nodes = load_checkpoint(checkpoint)["config"]["select_max_nodes"]
-    log_p, target, tree, train_codes = test_log_probs(checkpoint)
+        found = row(selection="beam", beam_size=beam)
+        sweep.append({"select_method": "beam", "beam_size": beam, "retrieval": net.backend, **found})
     return {
-        "generator_accuracy": generator_accuracy(log_p, target, tree, train_codes),
-        "selection_coverage": coverage_sweep(log_p, target, tree, budgets, beams, max_nodes),
+        "checkpoint": checkpoint,
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "users": decomposition["global_head"]["users"],
+        "run_setting": own,
+        "decomposition": decomposition,
+        "sweep": sweep,
+        "generator_accuracy": generator_accuracy(net, test, train_dataset),
     }
 
 
-def main() -> int:
+def plot(result: dict, out: Path) -> None:
+    """NDCG@10 against the fraction of the library scored, one line per selection rule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method in ("frontier", "leaves", "density", "beam"):
+        rows = [r for r in result["sweep"] if r["select_method"] == method]
+        if rows:
+            ax.plot([r["library_fraction"] for r in rows], [r["ndcg@10"] for r in rows], marker="o", label=method)
+    parts = result["decomposition"]
+    ax.axhline(parts["ceiling"]["ndcg@10"], color="black", linestyle="--", label="every leaf, factorised (ceiling)")
+    ax.axhline(parts["global_head"]["ndcg@10"], color="gray", linestyle=":", label="global head, whole library")
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of the library scored per user")
+    ax.set_ylabel("test NDCG@10")
+    ax.set_title("RimiRec: NDCG@10 against the library scored")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--out", required=True)
     parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
-    parser.add_argument("--beams", nargs="+", type=int, default=[1, 2, 5, 10, 20])
-    parser.add_argument("--backends", nargs="+", default=["faiss", "exact"], choices=["faiss", "exact"])
-    parser.add_argument(
-        "--generator_only",
-        action="store_true",
-        help="recompute only the generator accuracy and selection coverage into an existing --out JSON",
-    )
-    args = parser.parse_args()
+    parser.add_argument("--beams", nargs="+", type=int, default=BEAMS)
+    args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    if args.generator_only:
-        result = json.loads(out.read_text())
-        result.update(generator_figures(args.checkpoint, args.budgets, args.beams))
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        return 0
-    from recbole_rimirec.quick_start import evaluate_saved
+    result = analyse(args.checkpoint, args.budgets, args.beams)
+    from run import portable
 
-    quiet = {"state": "WARNING", "show_progress": False}
-    sweep = []
-    for backend in args.backends:
-        for budget in args.budgets:
-            r = evaluate_saved(args.checkpoint, {**quiet, "select_budget": budget, "retrieval": backend})
-            row = {
-                "retrieval": backend,
-                "select_method": "frontier",
-                "select_budget": budget,
-                **{k: r[k] for k in r if k != "result"},
-            }
-            row.update({m: r["result"][m] for m in ("ndcg@10", "recall@10", "recall@50")})
-            sweep.append(row)
-            print(json.dumps(row), flush=True)
-    for beam in args.beams:  # the alternative selection, at comparable library fractions
-        r = evaluate_saved(args.checkpoint, {**quiet, "select_method": "beam", "beam_size": beam, "retrieval": "faiss"})
-        row = {
-            "retrieval": "faiss",
-            "select_method": "beam",
-            "beam_size": beam,
-            **{k: r[k] for k in r if k != "result"},
-        }
-        row.update({m: r["result"][m] for m in ("ndcg@10", "recall@10", "recall@50")})
-        sweep.append(row)
-        print(json.dumps(row), flush=True)
-    plain = evaluate_saved(
-        args.checkpoint,
-        {**quiet, "select_budget": 1.0, "retrieval": "exact", "alpha": 0.0, "retrieval_score": "global"},
-    )["result"]
-    result = {
-        "checkpoint": args.checkpoint,
-        "budget_sweep": sweep,
-        "encoder_full_ranking": plain,
-        **generator_figures(args.checkpoint, args.budgets, args.beams),
-    }
+    result["checkpoint"] = portable(str(Path(args.checkpoint).resolve()))
     out.write_text(json.dumps(result, indent=2) + "\n")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        curves = [("frontier", "faiss"), ("frontier", "exact"), ("beam", "faiss")]
-        for method, backend in curves:
-            rows = [r for r in sweep if r["retrieval"] == backend and r["select_method"] == method]
-            xs, ys = [r["library_fraction"] for r in rows], [r["ndcg@10"] for r in rows]
-            ax.plot(xs, ys, marker="o", label=f"{method}, {backend}")
-        ax.axhline(plain["ndcg@10"], color="gray", linestyle="--", label="encoder, full ranking (global head)")
-        ax.set_xscale("log")
-        ax.set_xlabel("fraction of the library scored per user")
-        ax.set_ylabel("test NDCG@10")
-        ax.legend()
-        ax.set_title("RimiRec: NDCG@10 against the library budget")
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=110)
+        plot(result, out.with_suffix(".png"))
     except ImportError:
         pass
     return 0

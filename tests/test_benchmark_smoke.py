@@ -57,35 +57,34 @@ def test_ann_eval_rescores_saved_runs_under_each_retrieval(tiny, tmp_path):
     assert ann_eval.main([str(folder), "--seeds", "1"]) == 2  # nothing to re-score: an error, not an empty table
 
 
-def test_selection_coverage_counts_targets_inside_the_selected_nodes():
+def test_rimirec_analysis_decomposes_a_saved_run(tiny):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import numpy as np
-    import torch
-    from rimirec_analysis import coverage_sweep, selection_coverage
+    from rimirec_analysis import analyse
 
-    from recbole_rimirec.tree.itemtree import build_tree
-    from recbole_rimirec.tree.tensors import TreeTensors
+    from recbole_rimirec.quick_start import evaluate_saved, run
 
-    tree = TreeTensors(build_tree(np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32), 4, 20, 3, 0))
-    target = torch.arange(1, 200)  # every real item once (row 0 is padding)
-    every = torch.zeros(199, tree.num_nodes, dtype=torch.bool)
-    every[:, 0] = True
-    assert selection_coverage(every, tree, target) == {
-        "target_in_selection": 1.0,
-        "library_fraction": 1.0,
-        "nodes_per_user": 1.0,
-    }
-    leaf = int(tree.leaf[1])
-    one = torch.zeros_like(every)
-    one[:, leaf] = True
-    stats = selection_coverage(one, tree, target)
-    share = int(tree.size[leaf]) / 199
-    assert (
-        stats["target_in_selection"] == pytest.approx(share) == stats["library_fraction"]
-    )  # a leaf holds its own items
-    rows = coverage_sweep(torch.randn(199, tree.num_nodes), target, tree, [0.1, 1.0], [2], max_nodes=20)
-    assert [r["select_method"] for r in rows] == ["frontier", "frontier", "beam"]
-    assert rows[0]["library_fraction"] <= 0.1 + 1e-9 and rows[1]["target_in_selection"] == 1.0
+    tree = {"tree_branching": 4, "tree_leaf_size": 10, "tree_max_depth": 2, "tree_vector_dim": 16}
+    result = run("RimiRec", "tiny", config_dict={**tiny, **tree, "select_budget": 0.2})
+    found = analyse(result["checkpoint"], budgets=[0.1, 0.3], beams=[2], progress=lambda _: None)
+    parts = found["decomposition"]
+    for key in ("ndcg@10", "recall@10", "recall@50"):  # the in-process ranks are RecBole's
+        assert parts["selection"][key] == pytest.approx(result["test_result"][key], abs=1e-4)
+    whole = evaluate_saved(result["checkpoint"], {"select_budget": 1.0, "retrieval_score": "global", "alpha": 0.0})
+    assert parts["global_head"]["ndcg@10"] == pytest.approx(whole["result"]["ndcg@10"], abs=1e-4)
+    assert parts["ceiling"]["coverage"] == 1.0 and parts["ceiling"]["library_fraction"] == pytest.approx(1.0)
+    assert parts["selection"]["library_fraction"] <= 0.2 + 1e-9
+    users = parts["selection"]["users"]
+    assert sum(b["users"] for b in parts["selection"]["by_history"].values()) == users == found["users"]
+    assert sum(parts["selection"]["covered_at_level"].values()) == pytest.approx(parts["selection"]["coverage"])
+    assert [(r["select_method"], r.get("select_budget", r.get("beam_size"))) for r in found["sweep"]] == [
+        ("frontier", 0.1), ("frontier", 0.3), ("leaves", 0.1), ("leaves", 0.3), ("density", 0.1), ("density", 0.3),
+        ("beam", 2),
+    ]  # fmt: skip
+    for r in found["sweep"]:
+        assert r["coverage"] <= 1.0 and (
+            r["select_method"] == "beam" or r["library_fraction"] <= r["select_budget"] + 0.05
+        )
+    assert set(found["generator_accuracy"]) == {"level_1", "level_2"}
 
 
 def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False, first=None):

@@ -1,12 +1,13 @@
 """Generator probabilities and node selection on random trees (property tests)."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recbole_rimirec.model.generator import TreeGenerator, node_log_probs
-from recbole_rimirec.retrieval.selection import select_beam, select_frontier
+from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.itemtree import build_tree
 from recbole_rimirec.tree.tensors import TreeTensors
 
@@ -40,16 +41,29 @@ def test_children_share_their_parents_mass(tree, seed):
     assert torch.allclose(p[:, tree.leaf[1:].unique()].sum(1), torch.ones(3), atol=1e-4)  # leaves partition mass
 
 
+def select(rule, lp, tree, budget, max_nodes):
+    """One selection rule by its select_method name."""
+    if rule == "frontier":
+        return select_frontier(lp, tree, budget, max_nodes)
+    return select_leaves(lp, tree, budget, max_nodes, rule)
+
+
+RULES = ("frontier", *LEAF_ORDERS)
+
+
+@pytest.mark.parametrize("rule", RULES)
 @settings(max_examples=60, deadline=None)
 @given(tree=trees, seed=st.integers(0, 100), budget_frac=st.floats(0.01, 1.0), max_nodes=st.integers(1, 30))
-def test_selection_is_valid_disjoint_and_within_budget(tree, seed, budget_frac, max_nodes):
+def test_selection_is_valid_disjoint_and_within_budget(rule, tree, seed, budget_frac, max_nodes):
     n = int(tree.size[0])
     budget = max(1, int(budget_frac * n))
     lp = node_log_probs(torch.randn(4, tree.num_nodes, generator=torch.Generator().manual_seed(seed)) * 2, tree)
-    sel = select_frontier(lp, tree, budget, max_nodes)
+    sel = select(rule, lp, tree, budget, max_nodes)
+    assert sel.shape == lp.shape  # every emitted node is a node of the tree
     for b in range(4):
         nodes = sel[b].nonzero().squeeze(1)
         assert 1 <= len(nodes) <= max_nodes
+        assert rule == "frontier" or bool(tree.is_leaf[nodes].all())
         covered = torch.zeros(n, dtype=torch.long)
         for v in nodes.tolist():
             covered[int(tree.lo[v]) : int(tree.hi[v])] += 1
@@ -60,6 +74,44 @@ def test_selection_is_valid_disjoint_and_within_budget(tree, seed, budget_frac, 
             leaves = tree.is_leaf.nonzero().squeeze(1).tolist()
             free = [v for v in leaves if covered[int(tree.lo[v]) : int(tree.hi[v])].sum() == 0]
             assert all(int(tree.size[v]) > budget - total for v in free)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@settings(max_examples=30, deadline=None)
+@given(tree=trees, seed=st.integers(0, 100))
+def test_the_whole_library_as_budget_covers_it_and_leaf_rules_emit_every_leaf(rule, tree, seed):
+    lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=torch.Generator().manual_seed(seed)) * 2, tree)
+    sel = select(rule, lp, tree, int(tree.size[0]), tree.num_nodes)
+    covered = sel.long() @ tree.size
+    assert (covered == int(tree.size[0])).all()  # every rule covers the library when it may
+    if rule != "frontier":
+        assert torch.equal(sel, tree.is_leaf[None, :].expand_as(sel))
+
+
+def test_leaves_first_spends_the_budget_where_the_mass_is():
+    tree = random_tree(120, 3, 10, 2, 0)
+    top = [v for v in range(1, tree.num_nodes) if int(tree.depth[v]) == 1 and not bool(tree.is_leaf[v])][0]
+    kids = list(range(int(tree.child_lo[top]), int(tree.child_hi[top])))
+    small, big = min(kids, key=lambda v: int(tree.size[v])), max(kids, key=lambda v: int(tree.size[v]))
+    logits = torch.full((1, tree.num_nodes), -5.0)
+    logits[0, top] = 5.0  # the circle takes most of the mass...
+    logits[0, small], logits[0, big] = 5.0, 4.0  # ...its smallest sub-circle most of the circle's
+    lp = node_log_probs(logits, tree)
+    budget = int(tree.size[top])  # the whole circle fits
+    assert select_frontier(lp, tree, budget, 1)[0, top]  # the frontier emits the circle whole
+    by_mass = select_leaves(lp, tree, budget, 1, "leaves")
+    assert by_mass[0, small] and by_mass.sum() == 1
+    other = torch.full_like(logits, -5.0)  # two equally likely sub-circles: density takes the smaller
+    other[0, top], other[0, small], other[0, big] = 5.0, 3.0, 3.0
+    lp = node_log_probs(other, tree)
+    assert select_leaves(lp, tree, budget, 1, "density")[0, small]
+    assert select_leaves(lp, tree, budget, 1, "leaves").sum() == 1
+
+
+def test_unknown_leaf_order_is_refused():
+    tree = random_tree(30, 3, 10, 2, 0)
+    with pytest.raises(ValueError, match="order"):
+        select_leaves(torch.zeros(1, tree.num_nodes), tree, 5, 2, "nope")
 
 
 def test_whole_budget_keeps_everything():

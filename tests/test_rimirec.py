@@ -127,6 +127,28 @@ def test_hook_loses_nothing_with_global_scores_and_every_node(small, backend):
     assert torch.isclose(plain.gather(1, top_i), expect.values, atol=1e-5).all()
 
 
+def test_every_leaf_selected_gives_the_full_factorised_ranking(small):
+    """select_method leaves, the whole library: the merged list is the top of alpha log P(leaf) + log softmax in it."""
+    settings = {**small, "select_method": "leaves", "select_budget": 1.0, "select_max_nodes": 10_000}
+    _, _, net, _, _, test = prepare({**settings, "retrieval": "exact"})
+    net.eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        top_s, top_i, nodes, items = net.retrieve(batch, 50)
+        h = net.forward(batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN])  # [B, H]
+        log_p = net.generator(h)  # [B, N]
+        full = torch.full((len(h), net.n_items), float("-inf"))
+        for leaf in net.tree.is_leaf.nonzero().squeeze(1).tolist():
+            items_of = net.tree.perm[int(net.tree.lo[leaf]) : int(net.tree.hi[leaf])]
+            u = net.tower.user(h, torch.full((len(h),), leaf))  # [B, H]
+            s = u @ net.item_embedding.weight[items_of].T  # [B, |leaf|]
+            full[:, items_of] = net.alpha * log_p[:, leaf : leaf + 1] + s.log_softmax(1)
+    assert (items == int(net.tree.size[0])).all() and (nodes == int(net.tree.is_leaf.sum())).all()
+    expect = full.topk(50, dim=1)
+    assert torch.allclose(top_s, expect.values, atol=1e-4)
+    assert torch.allclose(full.gather(1, top_i), expect.values, atol=1e-4)
+
+
 def test_factorized_scores_exact_vs_faiss_agree_on_small_nodes(small):
     # Leaves of <= 10 items and k = 50: Faiss returns whole nodes, so its normaliser is exact too.
     settings = {**small, "select_budget": 0.05}

@@ -30,11 +30,11 @@ from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
-from recbole_rimirec.retrieval.selection import select_beam, select_frontier
+from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.tensors import TreeTensors
 
 SCORES = ("factorized", "global")
-SELECTIONS = ("frontier", "beam")
+SELECTIONS = ("frontier", *LEAF_ORDERS, "beam")
 
 
 class RimiRec(SequentialRecommender):
@@ -197,6 +197,22 @@ class RimiRec(SequentialRecommender):
         self.index = NodeIndex(self.item_embedding.weight, self.tree.perm, self.tree.lo, self.tree.hi, self.backend)
         return self.index
 
+    def select_nodes(self, log_p: torch.Tensor) -> torch.Tensor:
+        """The nodes each user's retrieval searches, by ``select_method``.
+
+        Args:
+            log_p: [B, N] log P(node | user).
+
+        Returns:
+            torch.Tensor: [B, N] bool, disjoint selected nodes.
+        """
+        budget = max(1, round(self.budget * int(self.tree.size[0])))
+        if self.selection == "beam":  # a beam larger than the tree keeps every leaf
+            return select_beam(log_p, self.tree, self.beam_size)
+        if self.selection in LEAF_ORDERS:
+            return select_leaves(log_p, self.tree, budget, self.max_nodes, self.selection)
+        return select_frontier(log_p, self.tree, budget, self.max_nodes)
+
     @torch.no_grad()
     def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-user retrieval: select nodes, search each node's sub-library, merge by score.
@@ -212,11 +228,7 @@ class RimiRec(SequentialRecommender):
             self.build_index()
         h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, H]
         log_p = self.generator(h)  # [B, N]
-        if self.selection == "beam":  # a beam larger than the tree keeps every leaf
-            selected = select_beam(log_p, self.tree, self.beam_size)  # [B, N]
-        else:
-            budget = max(1, round(self.budget * int(self.tree.size[0])))
-            selected = select_frontier(log_p, self.tree, budget, self.max_nodes)  # [B, N]
+        selected = self.select_nodes(log_p)  # [B, N]
         user, node = selected.nonzero(as_tuple=True)  # [M] pairs
         u = h[user] if self.score == "global" else self.tower.user(h[user], node)  # [M, H]
         # log_z: exact over the node (exact backend) or over the top k Faiss returns (an estimate)

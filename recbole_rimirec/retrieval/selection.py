@@ -7,6 +7,14 @@ children (a leaf that does not fit is dropped; a user's first node is always emi
 when the frontier is empty, the budget is covered or ``max_nodes`` are emitted. The budget is
 an upper bound: only a user whose single most likely leaf exceeds it scores more.
 Emitted nodes are disjoint (never nested) and every one is a real node of the tree.
+
+Leaves first (:func:`select_leaves`), the alternative: only leaves are emitted, in order of
+P(leaf | user) (``leaves``) or of mass per item, P(leaf | user) / |leaf| (``density``), each one
+that fits in what is left of the budget. A parent's mass is never below its child's, so the
+frontier can spend a tenth of a library on three large circles; leaves first spends it on the
+sub-circles that hold the mass. With the whole library as the budget and no node limit, it emits
+every leaf: the model's own factorised score over the whole library, the ceiling of any selection.
+
 Plain functions on tensors, batched over users.
 """
 
@@ -94,3 +102,47 @@ def select_beam(log_probs: torch.Tensor, tree: TreeTensors, beam_size: int) -> t
         beam = torch.zeros_like(beam)
         beam.scatter_(1, top.indices, torch.isfinite(top.values))
     return beam
+
+
+LEAF_ORDERS = ("leaves", "density")
+
+
+def select_leaves(
+    log_probs: torch.Tensor, tree: TreeTensors, budget_items: int, max_nodes: int, order: str = "leaves"
+) -> torch.Tensor:
+    """Greedy selection of leaves under a library budget.
+
+    Args:
+        log_probs: [B, N] log P(node | user).
+        tree: the tree's tensors.
+        budget_items: the most items the selected leaves cover (one leaf larger than the budget is
+            emitted only as a user's first node).
+        max_nodes: the most leaves per user.
+        order: ``leaves`` (the most mass first) or ``density`` (the most mass per item first).
+
+    Returns:
+        torch.Tensor: [B, N] bool, the selected leaves.
+    """
+    if order not in LEAF_ORDERS:
+        raise ValueError(f"order must be one of {LEAF_ORDERS}, not {order!r}")
+    B = log_probs.shape[0]
+    leaves = tree.is_leaf.nonzero().squeeze(1)  # [F]
+    priority = log_probs[:, leaves]  # [B, F]
+    if order == "density":
+        priority = priority - tree.size[leaves].clamp(min=1).float().log()[None, :]
+    ranked = leaves[priority.argsort(dim=1, descending=True)]  # [B, F] leaf ids, best first
+    selected = torch.zeros_like(log_probs, dtype=torch.bool)
+    used = torch.zeros(B, dtype=torch.long, device=log_probs.device)
+    count = torch.zeros_like(used)
+    rows = torch.arange(B, device=log_probs.device)
+    for r in range(ranked.shape[1]):
+        open_ = (used < budget_items) & (count < max_nodes)
+        if not open_.any():
+            break
+        leaf = ranked[:, r]  # [B]
+        size = tree.size[leaf]
+        take = open_ & ((size <= budget_items - used) | (count == 0))
+        selected[rows[take], leaf[take]] = True
+        used += size * take
+        count += take.long()
+    return selected
