@@ -19,7 +19,9 @@ a test checks the two agree):
   P(node | user), against the B most popular nodes (B = 1, 5, 10)?
 
 Run: python benchmarks/rimirec_analysis.py <checkpoint.pth> --out <folder>/rimirec_analysis.json
-(a PNG of NDCG@10 against the fraction of the library scored is written beside it)
+(a PNG of NDCG@10 against the fraction of the library scored is written beside it). ``--split valid``
+scores the validation split instead, to choose settings on; ``--alphas 0.5 1 2`` adds the weight of
+log P(node | user) under the run's selection and over every leaf.
 """
 
 from __future__ import annotations
@@ -43,15 +45,16 @@ HISTORY_BUCKETS = [(1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9)]
 K = 50  # the longest list any metric reads
 
 
-def load(checkpoint: str):
-    """A saved RimiRec run's model and test data, rebuilt from its own settings.
+def load(checkpoint: str, split: str = "test"):
+    """A saved RimiRec run's model and evaluation data, rebuilt from its own settings.
 
     Args:
         checkpoint: a RimiRec checkpoint written by the plugin's trainer.
+        split: ``test`` or ``valid``.
 
     Returns:
-        (net, test, train_dataset, config): the model in eval mode, the test loader, the built train
-        split and the run's Config.
+        (net, loader, train_dataset, config): the model in eval mode, the split's loader, the built
+        train split and the run's Config.
     """
     from recbole_rimirec.checkpoint import load_checkpoint
     from recbole_rimirec.config import Config
@@ -62,11 +65,11 @@ def load(checkpoint: str):
     settings = {k: v for k, v in state["external_config"].items() if k not in ("model", "dataset", *DIST_KEYS)}
     settings.update({"state": "WARNING", "show_progress": False})
     config = Config(state["config"]["model"], state["config"]["dataset"], config_dict=settings)
-    train, _, test = data_preparation(config, create_dataset(config))
+    train, valid, test = data_preparation(config, create_dataset(config))
     net = config.model_class(config, train._dataset)
     net.load_state_dict(state["state_dict"])
     net.eval()
-    return net, test, train._dataset, config
+    return net, {"test": test, "valid": valid}[split], train._dataset, config
 
 
 @contextmanager
@@ -226,19 +229,21 @@ def generator_accuracy(net, test, train_dataset, bs=(1, 5, 10)) -> dict:
     return out
 
 
-def analyse(checkpoint: str, budgets=BUDGETS, beams=BEAMS, progress=print) -> dict:
+def analyse(checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), split="test", progress=print) -> dict:
     """The whole analysis of one saved run (see the module docstring).
 
     Args:
         checkpoint: a RimiRec checkpoint.
         budgets: library fractions for the sweep.
         beams: beam sizes for the sweep.
+        alphas: weights of log P(node | user) to try with the run's own selection and with every leaf.
+        split: ``test``, or ``valid`` to choose settings on.
         progress: called with each finished row.
 
     Returns:
-        dict: ``decomposition``, ``sweep``, ``generator_accuracy`` and what the run was.
+        dict: ``decomposition``, ``sweep``, ``alpha_sweep``, ``generator_accuracy`` and what the run was.
     """
-    net, test, train_dataset, config = load(checkpoint)
+    net, test, train_dataset, config = load(checkpoint, split)
     n_items = int(net.tree.size[0])
     own = {"select_method": net.selection, "select_budget": net.budget, "retrieval": net.backend}
 
@@ -265,14 +270,20 @@ def analyse(checkpoint: str, budgets=BUDGETS, beams=BEAMS, progress=print) -> di
     for beam in beams:
         found = row(selection="beam", beam_size=beam)
         sweep.append({"select_method": "beam", "beam_size": beam, "retrieval": net.backend, **found})
+    alpha_sweep = []
+    for alpha in alphas:
+        alpha_sweep.append({"alpha": alpha, "scope": "ceiling", **row(alpha=alpha, **everything)})
+        alpha_sweep.append({"alpha": alpha, "scope": "selection", **row(alpha=alpha)})
     return {
         "checkpoint": checkpoint,
         "dataset": config["dataset"],
         "seed": config["seed"],
+        "split": split,
         "users": decomposition["global_head"]["users"],
         "run_setting": own,
         "decomposition": decomposition,
         "sweep": sweep,
+        "alpha_sweep": alpha_sweep,
         "generator_accuracy": generator_accuracy(net, test, train_dataset),
     }
 
@@ -294,7 +305,7 @@ def plot(result: dict, out: Path) -> None:
     ax.axhline(parts["global_head"]["ndcg@10"], color="gray", linestyle=":", label="global head, whole library")
     ax.set_xscale("log")
     ax.set_xlabel("fraction of the library scored per user")
-    ax.set_ylabel("test NDCG@10")
+    ax.set_ylabel(f"{result['split']} NDCG@10")
     ax.set_title("RimiRec: NDCG@10 against the library scored")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -308,12 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
     parser.add_argument("--beams", nargs="+", type=int, default=BEAMS)
+    parser.add_argument("--alphas", nargs="*", type=float, default=[], help="weights of log P(node | user) to try")
+    parser.add_argument("--split", choices=["test", "valid"], default="test", help="valid: to choose settings on")
     args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    result = analyse(args.checkpoint, args.budgets, args.beams)
+    result = analyse(args.checkpoint, args.budgets, args.beams, args.alphas, args.split)
     from run import portable
 
     result["checkpoint"] = portable(str(Path(args.checkpoint).resolve()))

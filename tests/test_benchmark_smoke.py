@@ -65,7 +65,7 @@ def test_rimirec_analysis_decomposes_a_saved_run(tiny):
 
     tree = {"tree_branching": 4, "tree_leaf_size": 10, "tree_max_depth": 2, "tree_vector_dim": 16}
     result = run("RimiRec", "tiny", config_dict={**tiny, **tree, "select_budget": 0.2})
-    found = analyse(result["checkpoint"], budgets=[0.1, 0.3], beams=[2], progress=lambda _: None)
+    found = analyse(result["checkpoint"], budgets=[0.1, 0.3], beams=[2], alphas=[1.0], progress=lambda _: None)
     parts = found["decomposition"]
     for key in ("ndcg@10", "recall@10", "recall@50"):  # the in-process ranks are RecBole's
         assert parts["selection"][key] == pytest.approx(result["test_result"][key], abs=1e-4)
@@ -85,6 +85,9 @@ def test_rimirec_analysis_decomposes_a_saved_run(tiny):
             r["select_method"] == "beam" or r["library_fraction"] <= r["select_budget"] + 0.05
         )
     assert set(found["generator_accuracy"]) == {"level_1", "level_2"}
+    ceiling_at_1, selection_at_1 = found["alpha_sweep"]  # alpha 1 is the run's own: the same figures
+    assert ceiling_at_1["ndcg@10"] == parts["ceiling"]["ndcg@10"] and selection_at_1["scope"] == "selection"
+    assert selection_at_1["ndcg@10"] == parts["selection"]["ndcg@10"]
 
 
 def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False, first=None):
