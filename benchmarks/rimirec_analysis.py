@@ -229,14 +229,18 @@ def generator_accuracy(net, test, train_dataset, bs=(1, 5, 10)) -> dict:
     return out
 
 
-def analyse(checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), split="test", progress=print) -> dict:
+def analyse(
+    checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), scores=("factorized",), split="test", progress=print
+) -> dict:
     """The whole analysis of one saved run (see the module docstring).
 
     Args:
         checkpoint: a RimiRec checkpoint.
         budgets: library fractions for the sweep.
         beams: beam sizes for the sweep.
-        alphas: weights of log P(node | user) to try with the run's own selection and with every leaf.
+        alphas: weights of log P(node | user) to try, each with every score of ``scores``, over every
+            leaf, under the run's own selection and under both leaf rules at the run's budget.
+        scores: ``retrieval_score`` values for the alpha sweep (``factorized``, ``prior``, ``global``).
         split: ``test``, or ``valid`` to choose settings on.
         progress: called with each finished row.
 
@@ -271,9 +275,17 @@ def analyse(checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), split="tes
         found = row(selection="beam", beam_size=beam)
         sweep.append({"select_method": "beam", "beam_size": beam, "retrieval": net.backend, **found})
     alpha_sweep = []
-    for alpha in alphas:
-        alpha_sweep.append({"alpha": alpha, "scope": "ceiling", **row(alpha=alpha, **everything)})
-        alpha_sweep.append({"alpha": alpha, "scope": "selection", **row(alpha=alpha)})
+    scopes = {
+        "ceiling": everything,
+        "selection": {},
+        "leaves": {"selection": "leaves"},
+        "density": {"selection": "density"},
+    }
+    for score in scores:
+        for alpha in alphas:
+            for scope, changes in scopes.items():
+                found = row(alpha=alpha, score=score, **changes)
+                alpha_sweep.append({"retrieval_score": score, "alpha": alpha, "scope": scope, **found})
     return {
         "checkpoint": checkpoint,
         "dataset": config["dataset"],
@@ -317,16 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
-    parser.add_argument("--beams", nargs="+", type=int, default=BEAMS)
+    parser.add_argument("--budgets", nargs="*", type=float, default=BUDGETS)
+    parser.add_argument("--beams", nargs="*", type=int, default=BEAMS)
     parser.add_argument("--alphas", nargs="*", type=float, default=[], help="weights of log P(node | user) to try")
+    parser.add_argument("--scores", nargs="+", default=["factorized"], help="retrieval_score values for --alphas")
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="valid: to choose settings on")
     args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    result = analyse(args.checkpoint, args.budgets, args.beams, args.alphas, args.split)
+    result = analyse(args.checkpoint, args.budgets, args.beams, args.alphas, args.scores, args.split)
     from run import portable
 
     result["checkpoint"] = portable(str(Path(args.checkpoint).resolve()))

@@ -85,7 +85,8 @@ def test_rimirec_analysis_decomposes_a_saved_run(tiny):
             r["select_method"] == "beam" or r["library_fraction"] <= r["select_budget"] + 0.05
         )
     assert set(found["generator_accuracy"]) == {"level_1", "level_2"}
-    ceiling_at_1, selection_at_1 = found["alpha_sweep"]  # alpha 1 is the run's own: the same figures
+    ceiling_at_1, selection_at_1, *by_leaves = found["alpha_sweep"]  # alpha 1 is the run's own: the same figures
+    assert [r["scope"] for r in by_leaves] == ["leaves", "density"]
     assert ceiling_at_1["ndcg@10"] == parts["ceiling"]["ndcg@10"] and selection_at_1["scope"] == "selection"
     assert selection_at_1["ndcg@10"] == parts["selection"]["ndcg@10"]
 

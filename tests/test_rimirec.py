@@ -149,6 +149,21 @@ def test_every_leaf_selected_gives_the_full_factorised_ranking(small):
     assert torch.allclose(full.gather(1, top_i), expect.values, atol=1e-4)
 
 
+def test_prior_score_is_the_global_head_plus_the_leafs_log_probability(small):
+    settings = {**small, "select_method": "leaves", "select_budget": 1.0, "select_max_nodes": 10_000}
+    _, _, net, _, _, test = prepare({**settings, "retrieval": "exact", "retrieval_score": "prior", "alpha": 0.5})
+    net.eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        top_s, top_i, _, _ = net.retrieve(batch, 50)
+        h = net.forward(batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN])
+        full = h @ net.item_embedding.weight.T + 0.5 * net.generator(h)[:, net.tree.leaf]  # [B, n_items]
+        full[:, 0] = float("-inf")
+    expect = full.topk(50, dim=1)
+    assert torch.allclose(top_s, expect.values, atol=1e-4)
+    assert torch.allclose(full.gather(1, top_i), expect.values, atol=1e-4)
+
+
 def test_factorized_scores_exact_vs_faiss_agree_on_small_nodes(small):
     # Leaves of <= 10 items and k = 50: Faiss returns whole nodes, so its normaliser is exact too.
     settings = {**small, "select_budget": 0.05}

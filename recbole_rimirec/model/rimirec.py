@@ -33,7 +33,7 @@ from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.tensors import TreeTensors
 
-SCORES = ("factorized", "global")
+SCORES = ("factorized", "global", "prior")
 SELECTIONS = ("frontier", *LEAF_ORDERS, "beam")
 
 
@@ -230,10 +230,12 @@ class RimiRec(SequentialRecommender):
         log_p = self.generator(h)  # [B, N]
         selected = self.select_nodes(log_p)  # [B, N]
         user, node = selected.nonzero(as_tuple=True)  # [M] pairs
-        u = h[user] if self.score == "global" else self.tower.user(h[user], node)  # [M, H]
+        u = self.tower.user(h[user], node) if self.score == "factorized" else h[user]  # [M, H]
         # log_z: exact over the node (exact backend) or over the top k Faiss returns (an estimate)
         s, ids, log_z = self.index.search_with_logsumexp(u, node, k)  # [M, k], [M, k], [M]
         if self.score == "factorized":
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
+        elif self.score == "prior":  # the global head's score, the tree's P(node | user) as a prior
+            s = self.alpha * log_p[user, node][:, None] + s
         merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, len(h)), k)
         return merged_s, merged_i, selected.sum(1), selected.long() @ self.tree.size
