@@ -45,6 +45,10 @@ HISTORY_BUCKETS = [(1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9)]
 K = 50  # the longest list any metric reads
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def load(checkpoint: str, split: str = "test"):
     """A saved RimiRec run's model and evaluation data, rebuilt from its own settings.
 
@@ -230,7 +234,7 @@ def generator_accuracy(net, test, train_dataset, bs=(1, 5, 10)) -> dict:
 
 
 def analyse(
-    checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), scores=("factorized",), split="test", progress=print
+    checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), scores=("factorized",), split="test", progress=_say
 ) -> dict:
     """The whole analysis of one saved run (see the module docstring).
 

@@ -84,6 +84,13 @@ TRAINING = [
     ("amazon-beauty", "RimiRec: windows, stride 5 (default)", "RimiRec", ["amazon-beauty-cpu-rimirec-stride5"]),
 ]
 
+# docs/rimirec.md's decomposition: (data set, rimirec_analysis.py output on the test split, SASRecAllPos folder)
+ANALYSES = [
+    ("ml-100k", "ml-100k-cpu-rimirec-stride5/rimirec_analysis.json", ["ml-100k-cpu-sasrec-shift"]),
+    ("amazon-beauty", "amazon-beauty-cpu-rimirec-stride5/rimirec_analysis.json", ["amazon-beauty-cpu-batch350-packed"]),
+    ("amazon-toys", "amazon-toys-cpu/rimirec_analysis.json", ["amazon-toys-cpu"]),
+]
+
 # docs/benchmarks.md: every published folder's full report, and the paired comparisons
 FOLDERS = [
     "ml-100k-cpu",
@@ -205,6 +212,34 @@ def training() -> str:
     return "\n".join(lines) + "\n"
 
 
+def decomposition() -> str:
+    """Where RimiRec's NDCG@10 goes, per data set, from ``benchmarks/rimirec_analysis.py`` (test split, one seed).
+
+    Returns:
+        str: Markdown: SASRecAllPos on the same seed, the global head, the ceiling (every leaf,
+        factorised), the run's selection and each leaf rule at the same budget, with coverage.
+    """
+    lines = [
+        "| data set | seed | SASRecAllPos | global head | every leaf, factorised | frontier 10% | leaves 10% "
+        "| density 10% | held-out item in the frontier's 10% |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, name, sasrec in ANALYSES:
+        path = RESULTS / name
+        if not path.exists():
+            continue
+        found = json.loads(path.read_text())
+        parts, seed = found["decomposition"], found["seed"]
+        bar = runs_of("SASRecAllPos", sasrec, seeds=(seed,))
+        rule = {r["select_method"]: r for r in found["sweep"] if r.get("select_budget") == 0.1}
+        cells = [DATASETS[dataset], str(seed), f"{bar[0]['test_result']['ndcg@10']:.4f}" if bar else ""]
+        cells += [f"{parts[k]['ndcg@10']:.4f}" for k in ("global_head", "ceiling")]
+        cells += [f"{rule[m]['ndcg@10']:.4f}" if m in rule else "" for m in ("frontier", "leaves", "density")]
+        cells.append(f"{rule['frontier']['coverage']:.0%}" if "frontier" in rule else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def command_line(argv: list[str]) -> str:
     """One recorded command as a bullet a user can run.
 
@@ -308,6 +343,7 @@ def blocks() -> dict[str, str]:
     """Every generated block by name."""
     found = {f"headline:{d}": headline(d) for d in HEADLINE}
     found["training"] = training()
+    found["decomposition"] = decomposition()
     found["folders"] = "\n".join(b for b in map(folder_block, FOLDERS) if b)
     found["comparisons"] = comparisons()
     found["scale"] = scale()
