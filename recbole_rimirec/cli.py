@@ -68,7 +68,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="recbole-rimirec",
         description="Train and test a model (the plugin's or RecBole's) with RecBole's data pipeline and metrics.",
-        epilog=epilog(),
+        epilog=epilog() if {"-h", "--help"} & set(argv) else None,  # reads ~100 source files: only for --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
@@ -127,28 +127,20 @@ def evaluate(options: argparse.Namespace, overrides: list[str]) -> int:
 
     Args:
         options: the runner's options (``evaluate``, ``split``, ``out``).
-        overrides: ``--key=value`` strings, read as YAML values.
+        overrides: ``--key=value`` strings, read by the Config as a training run's are.
 
     Returns:
         int: the exit status.
 
     Raises:
-        ConfigError: for a malformed override, a missing checkpoint or a refused value.
+        ConfigError: for a missing checkpoint, a malformed override or a refused value.
     """
-    import yaml
-
     from recbole_rimirec.errors import ConfigError
     from recbole_rimirec.quick_start import evaluate_saved
 
     if not os.path.isfile(options.evaluate):
         raise ConfigError(f"--evaluate {options.evaluate}: no such checkpoint")
-    changes = {}
-    for arg in overrides:
-        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if not key or not sep:
-            raise ConfigError(f"unrecognised argument {arg!r}: overrides are written --key=value")
-        changes[key] = yaml.safe_load(value)
-    result = evaluate_saved(options.evaluate, changes, split=options.split)
+    result = evaluate_saved(options.evaluate, split=options.split, cmd_args=overrides)
     print(json.dumps({f"{options.split}_result": result["result"]}))
     write(result, options.out)
     return 0

@@ -214,7 +214,9 @@ def run(
     return result
 
 
-def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = "test") -> dict:
+def evaluate_saved(
+    checkpoint: str, overrides: dict | None = None, split: str = "test", cmd_args: list[str] | None = None
+) -> dict:
     """Re-evaluates a saved run without retraining.
 
     The checkpoint's model, dataset and the settings it was trained with (RecBole's external
@@ -225,6 +227,7 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
         checkpoint: a checkpoint written by the plugin's trainer.
         overrides: config keys to change.
         split: ``test`` or ``valid``.
+        cmd_args: ``--key=value`` strings, read as the command line's (they win over ``overrides``).
 
     Returns:
         dict: ``result`` (metrics), ``<split>_ranks`` (per user, the target's 0-based rank, -1 past the
@@ -240,7 +243,7 @@ def evaluate_saved(checkpoint: str, overrides: dict | None = None, split: str = 
     settings.update(overrides or {})
     settings.pop("model", None)
     settings.pop("dataset", None)
-    config = Config(saved["model"], saved["dataset"], config_dict=settings)
+    config = Config(saved["model"], saved["dataset"], config_dict=settings, cmd_args=cmd_args)
     check_config(config)  # the overrides too, before the data is read
     init_seed(config["seed"], config["reproducibility"])
     _make_dirs(config)
