@@ -21,7 +21,8 @@ a test checks the two agree):
 Run: python benchmarks/rimirec_analysis.py <checkpoint.pth> --out <folder>/rimirec_analysis.json
 (a PNG of NDCG@10 against the fraction of the library scored is written beside it). ``--split valid``
 scores the validation split instead, to choose settings on; ``--alphas 0.5 1 2`` adds the weight of
-log P(node | user) under the run's selection and over every leaf.
+log P(node | user) under the run's selection and over every leaf, for each of ``--scores``
+(``mixed`` once per ``--betas`` value, the weight of the global head's h . v).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def setting(net, **changes):
 
     Args:
         net: a RimiRec model.
-        **changes: ``selection``, ``budget``, ``max_nodes``, ``beam_size``, ``backend``, ``score``, ``alpha``.
+        **changes: ``selection``, ``budget``, ``max_nodes``, ``beam_size``, ``backend``, ``score``, ``alpha``,
+            ``global_score_weight``.
     """
     old = {key: getattr(net, key) for key in changes}
     for key, value in changes.items():
@@ -234,7 +236,16 @@ def generator_accuracy(net, test, train_dataset, bs=(1, 5, 10)) -> dict:
 
 
 def analyse(
-    checkpoint: str, budgets=BUDGETS, beams=BEAMS, alphas=(), scores=("factorized",), split="test", progress=_say
+    checkpoint: str,
+    budgets=BUDGETS,
+    beams=BEAMS,
+    alphas=(),
+    scores=("factorized",),
+    split="test",
+    progress=_say,
+    betas=(1.0,),
+    scopes=("ceiling", "selection", "leaves", "density"),
+    decompose: bool = True,
 ) -> dict:
     """The whole analysis of one saved run (see the module docstring).
 
@@ -244,9 +255,15 @@ def analyse(
         beams: beam sizes for the sweep.
         alphas: weights of log P(node | user) to try, each with every score of ``scores``, over every
             leaf, under the run's own selection and under both leaf rules at the run's budget.
-        scores: ``retrieval_score`` values for the alpha sweep (``factorized``, ``prior``, ``global``).
+        scores: ``retrieval_score`` values for the alpha sweep (``factorized``, ``prior``, ``global``,
+            ``mixed``).
         split: ``test``, or ``valid`` to choose settings on.
         progress: called with each finished row.
+        betas: ``global_score_weight`` values, each tried with ``mixed``.
+        scopes: where the alpha sweep scores: ``ceiling`` (every leaf), ``selection`` (the run's own),
+            ``leaves``, ``density`` (the leaf rules at the run's budget).
+        decompose: run the decomposition, the sweep and the generator accuracy (else the alpha
+            sweep alone, to choose a merge on quickly).
 
     Returns:
         dict: ``decomposition``, ``sweep``, ``alpha_sweep``, ``generator_accuracy`` and what the run was.
@@ -262,14 +279,21 @@ def analyse(
         return found
 
     everything = {"selection": "leaves", "budget": 1.0, "max_nodes": net.tree.num_nodes, "backend": "exact"}
-    decomposition = {
-        "ceiling": row(**everything),
-        "global_head": row(global_head=True),
-        "selection": row(),
-        "selection_exact": row(backend="exact"),
-    }
-    ceiling, chosen = decomposition["ceiling"]["ndcg@10"], decomposition["selection_exact"]["ndcg@10"]
-    decomposition["selection_cost"] = 1.0 - chosen / ceiling if ceiling else None  # share of the ceiling lost
+    if not decompose:
+        budgets, beams = [], []
+    decomposition = (
+        {}
+        if not decompose
+        else {
+            "ceiling": row(**everything),
+            "global_head": row(global_head=True),
+            "selection": row(),
+            "selection_exact": row(backend="exact"),
+        }
+    )
+    if decompose:
+        ceiling, chosen = decomposition["ceiling"]["ndcg@10"], decomposition["selection_exact"]["ndcg@10"]
+        decomposition["selection_cost"] = 1.0 - chosen / ceiling if ceiling else None  # share of the ceiling lost
     sweep = []
     for method in ("frontier", "leaves", "density"):
         for budget in budgets:
@@ -280,27 +304,34 @@ def analyse(
         sweep.append({"select_method": "beam", "beam_size": beam, "retrieval": net.backend, **found})
     alpha_sweep = []
     scopes = {
-        "ceiling": everything,
-        "selection": {},
-        "leaves": {"selection": "leaves"},
-        "density": {"selection": "density"},
+        name: changes
+        for name, changes in {
+            "ceiling": everything,
+            "selection": {},
+            "leaves": {"selection": "leaves"},
+            "density": {"selection": "density"},
+        }.items()
+        if name in scopes
     }
     for score in scores:
-        for alpha in alphas:
-            for scope, changes in scopes.items():
-                found = row(alpha=alpha, score=score, **changes)
-                alpha_sweep.append({"retrieval_score": score, "alpha": alpha, "scope": scope, **found})
+        for beta in betas if score == "mixed" else [net.global_score_weight]:
+            for alpha in alphas:
+                for scope, changes in scopes.items():
+                    found = row(alpha=alpha, score=score, global_score_weight=beta, **changes)
+                    alpha_sweep.append(
+                        {"retrieval_score": score, "alpha": alpha, "global_score_weight": beta, "scope": scope, **found}
+                    )
     return {
         "checkpoint": checkpoint,
         "dataset": config["dataset"],
         "seed": config["seed"],
         "split": split,
-        "users": decomposition["global_head"]["users"],
+        "users": decomposition["global_head"]["users"] if decompose else None,
         "run_setting": own,
         "decomposition": decomposition,
         "sweep": sweep,
         "alpha_sweep": alpha_sweep,
-        "generator_accuracy": generator_accuracy(net, test, train_dataset),
+        "generator_accuracy": generator_accuracy(net, test, train_dataset) if decompose else None,
     }
 
 
@@ -337,19 +368,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beams", nargs="*", type=int, default=BEAMS)
     parser.add_argument("--alphas", nargs="*", type=float, default=[], help="weights of log P(node | user) to try")
     parser.add_argument("--scores", nargs="+", default=["factorized"], help="retrieval_score values for --alphas")
+    parser.add_argument("--betas", nargs="*", type=float, default=[1.0], help="global_score_weight values for mixed")
+    parser.add_argument("--scopes", nargs="+", default=["ceiling", "selection", "leaves", "density"])
+    parser.add_argument("--alpha-sweep-only", action="store_true", help="skip the decomposition and the sweep")
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="valid: to choose settings on")
     args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    result = analyse(args.checkpoint, args.budgets, args.beams, args.alphas, args.scores, args.split)
+    result = analyse(
+        args.checkpoint,
+        args.budgets,
+        args.beams,
+        args.alphas,
+        args.scores,
+        args.split,
+        betas=args.betas,
+        scopes=args.scopes,
+        decompose=not args.alpha_sweep_only,
+    )
     from run import portable
 
     result["checkpoint"] = portable(str(Path(args.checkpoint).resolve()))
     out.write_text(json.dumps(result, indent=2) + "\n")
     try:
-        plot(result, out.with_suffix(".png"))
+        if result["sweep"]:
+            plot(result, out.with_suffix(".png"))
     except ImportError:
         pass
     return 0

@@ -148,6 +148,8 @@ def main(argv=None) -> int:
         for key in ("checkpoint", "last_checkpoint"):
             result[key] = portable(result.get(key))
         result["device"] = "cuda" if _cuda() else "cpu"
+        if _cuda():
+            result["device_name"] = _card()
         result["torch_threads"] = _threads()
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result) + "\n")
@@ -166,6 +168,13 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _card() -> str:
+    """The GPU's name, as ``torch.cuda.get_device_name()`` gives it."""
+    import torch
+
+    return torch.cuda.get_device_name()
 
 
 if __name__ == "__main__":

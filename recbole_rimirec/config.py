@@ -150,6 +150,7 @@ INTEGER_KEYS = {
     "tree_vector_dim": 1,
 }
 NUMBER_KEYS = ("learning_rate", "weight_decay", "time_budget_s")  # >= 0, and learning_rate > 0
+AMP_DTYPES = ("bfloat16", "float16")  # amp_dtype: the autocast dtype under RecBole's enable_amp
 
 
 def check_core_keys(config) -> None:
@@ -175,6 +176,8 @@ def check_core_keys(config) -> None:
             raise ConfigError(f"{key} must be a number, not {value!r}")
         if value < 0 or (key == "learning_rate" and value == 0):
             raise ConfigError(f"{key} must be {'above' if key == 'learning_rate' else 'at least'} 0, not {value!r}")
+    if config["amp_dtype"] is not None and config["amp_dtype"] not in AMP_DTYPES:
+        raise ConfigError(f"amp_dtype '{config['amp_dtype']}' is not one of {', '.join(AMP_DTYPES)}")
     size, heads = config["hidden_size"], config["n_heads"]
     if size is not None and heads is not None and size % heads:
         raise ConfigError(f"hidden_size ({size}) must be a multiple of n_heads ({heads})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from contextlib import contextmanager
 from time import perf_counter
 
 import torch
@@ -68,6 +69,26 @@ def claim_checkpoint_file(best_file: str) -> str:
         except FileExistsError:
             continue
         return candidate
+
+
+@contextmanager
+def autocast_dtype(device_type: str, dtype: str | None):
+    """Makes ``dtype`` the autocast dtype of a device type for a block (RecBole's ``enable_amp``
+    autocasts without naming one: float16 on a GPU, bfloat16 on the CPU).
+
+    Args:
+        device_type: ``cuda`` or ``cpu``.
+        dtype: ``bfloat16``, ``float16``, or ``None`` to change nothing.
+    """
+    if dtype is None:
+        yield
+        return
+    previous = torch.get_autocast_dtype(device_type)
+    torch.set_autocast_dtype(device_type, getattr(torch, dtype))
+    try:
+        yield
+    finally:
+        torch.set_autocast_dtype(device_type, previous)
 
 
 class TrainingBudgetExhausted(Exception):
@@ -156,7 +177,8 @@ class SafeCheckpointMixin:
         elif self.time_budget and perf_counter() - self._fit_start > self.time_budget:
             raise TrainingBudgetExhausted(f"time_budget_s={self.time_budget} spent after {epoch_idx} epochs")
         start = perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        with autocast_dtype(self.device.type, self.config["amp_dtype"] if self.config["enable_amp"] else None):
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(perf_counter() - start)
         self.epochs_done = epoch_idx + 1
         return loss

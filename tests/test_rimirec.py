@@ -164,6 +164,33 @@ def test_prior_score_is_the_global_head_plus_the_leafs_log_probability(small):
     assert torch.allclose(full.gather(1, top_i), expect.values, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["exact", "faiss"])  # leaves of <= 10 items: Faiss's normaliser is exact too
+def test_mixed_score_is_the_factorised_score_plus_beta_times_the_global_head(small, backend):
+    settings = {**small, "select_method": "leaves", "select_budget": 1.0, "select_max_nodes": 10_000}
+    mixed = {"retrieval": backend, "retrieval_score": "mixed", "global_score_weight": 0.7, "alpha": 0.5}
+    _, _, net, _, _, test = prepare({**settings, **mixed})
+    net.eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        top_s, top_i, _, _ = net.retrieve(batch, 50)
+        h = net.forward(batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN])  # [B, H]
+        log_p = net.generator(h)  # [B, N]
+        full = torch.full((len(h), net.n_items), float("-inf"))
+        for leaf in net.tree.is_leaf.nonzero().squeeze(1).tolist():
+            items_of = net.tree.perm[int(net.tree.lo[leaf]) : int(net.tree.hi[leaf])]
+            v = net.item_embedding.weight[items_of]  # [|leaf|, H]
+            within = (net.tower.user(h, torch.full((len(h),), leaf)) @ v.T).log_softmax(1)  # [B, |leaf|]
+            full[:, items_of] = 0.5 * log_p[:, leaf : leaf + 1] + within + 0.7 * h @ v.T
+    expect = full.topk(50, dim=1)
+    assert torch.allclose(top_s, expect.values, atol=1e-4)
+    assert torch.allclose(full.gather(1, top_i), expect.values, atol=1e-4)
+
+
+def test_mixed_score_weight_is_checked(small):
+    with pytest.raises(ConfigError, match="global_score_weight must be a number >= 0"):
+        prepare({**small, "retrieval_score": "mixed", "global_score_weight": -1})
+
+
 def test_factorized_scores_exact_vs_faiss_agree_on_small_nodes(small):
     # Leaves of <= 10 items and k = 50: Faiss returns whole nodes, so its normaliser is exact too.
     settings = {**small, "select_budget": 0.05}

@@ -22,7 +22,7 @@ from recbole_rimirec.trainer import RetrievalTrainer
 
 LOSSES = ("SSM", "CE")
 SAMPLERS = ("popularity", "uniform")
-RETRIEVALS = ("full", "faiss", "exact")
+RETRIEVALS = ("full", "auto", "faiss", "exact")
 
 
 def item_counts(dataset, n_items: int) -> torch.Tensor:

@@ -11,7 +11,9 @@ This implementation (the project's reading of the method, see the design notes):
 causal encoder (SASRec layout, with item, code and position embeddings) feeds the generator head
 and the node-conditioned user tower; losses at every position: the path NLL of the target,
 an exact softmax over the items of each of the target's ancestors, and a global full softmax.
-Retrieval score of item i under node n: ``alpha * log P(n | u) + log softmax_{j in n} s(u_n, j)``.
+Retrieval score of item i under node n: ``alpha * log P(n | u) + log softmax_{j in n} s(u_n, j)``
+(``factorized``); ``mixed`` adds ``beta * h . v_i``, the global head's log-probability up to a
+per-user constant, so the merge is a product of the two heads' experts.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.tensors import TreeTensors
 
-SCORES = ("factorized", "global", "prior")
+SCORES = ("factorized", "global", "prior", "mixed")
 SELECTIONS = ("frontier", *LEAF_ORDERS, "beam")
 
 
@@ -69,6 +71,9 @@ class RimiRec(SequentialRecommender):
             raise ConfigError(f"retrieval_score '{config['retrieval_score']}' is not one of {', '.join(SCORES)}")
         if config["retrieval"] not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
             raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(BACKENDS)}")
+        beta = config["global_score_weight"]
+        if config["retrieval_score"] == "mixed" and (not isinstance(beta, (int, float)) or beta < 0):
+            raise ConfigError(f"global_score_weight must be a number >= 0, not {beta}")
         budget, max_nodes = config["select_budget"], config["select_max_nodes"]
         if not isinstance(budget, (int, float)) or not 0 < budget <= 1:
             raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {budget}")
@@ -108,6 +113,7 @@ class RimiRec(SequentialRecommender):
         self.global_weight = config["global_loss_weight"]
         self.alpha = config["alpha"]
         self.score = config["retrieval_score"]
+        self.global_score_weight = config["global_score_weight"] or 0.0
         self.backend = config["retrieval"]
         self.budget = config["select_budget"]
         self.max_nodes = config["select_max_nodes"]
@@ -230,10 +236,14 @@ class RimiRec(SequentialRecommender):
         log_p = self.generator(h)  # [B, N]
         selected = self.select_nodes(log_p)  # [B, N]
         user, node = selected.nonzero(as_tuple=True)  # [M] pairs
-        u = self.tower.user(h[user], node) if self.score == "factorized" else h[user]  # [M, H]
+        u = self.tower.user(h[user], node) if self.score in ("factorized", "mixed") else h[user]  # [M, H]
         # log_z: exact over the node (exact backend) or over the top k Faiss returns (an estimate)
         s, ids, log_z = self.index.search_with_logsumexp(u, node, k)  # [M, k], [M, k], [M]
-        if self.score == "factorized":
+        if self.score == "mixed":
+            # (u_n + beta h) . v = u_n . v + beta h . v: one search ranks by the mixed score inside
+            # the node; the normaliser log_z stays the one of u_n alone (the search above)
+            s, ids, _ = self.index.search_with_logsumexp(u + self.global_score_weight * h[user], node, k)
+        if self.score in ("factorized", "mixed"):
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
         elif self.score == "prior":  # the global head's score, the tree's P(node | user) as a prior
             s = self.alpha * log_p[user, node][:, None] + s

@@ -72,25 +72,23 @@ class NodeConditionedTower(nn.Module):
         codes = tree.codes[target]  # [P, D] ancestors below the root
         top, order = torch.sort(codes[:, 0])
         nodes, counts = torch.unique_consecutive(top, return_counts=True)
-        total, count = h.new_zeros(()), 0
-        for node, rows in zip(nodes.tolist(), torch.split(order, counts.tolist()), strict=True):
+        # one host sync for the loop's bounds (a GPU would stall on each int() of a device tensor)
+        table = torch.stack([nodes, counts, tree.lo[nodes], tree.hi[nodes], tree.is_leaf[nodes].long()], 1).tolist()
+        total, count = h.new_zeros(()), h.new_zeros(())
+        for (node, _, lo, hi, leaf), rows in zip(table, torch.split(order, counts.tolist()), strict=True):
             if node == 0:  # targets without a code (never for real items)
                 continue
-            lo, hi = int(tree.lo[node]), int(tree.hi[node])
             items = tree.perm[lo:hi]  # [S] the node's items
             column = tree.pos[target[rows]] - lo  # [R] the target's column among them
             h_rows, v = h[rows], item_weight[items]  # [R, H], [S, H]
-            for level in range(codes.shape[1]):
+            col = torch.arange(hi - lo, device=h.device)[None, :]  # [1, S]
+            for level in range(1 if leaf else codes.shape[1]):
                 node_at = codes[rows, level]  # [R]
-                keep = node_at > 0
-                if not bool(keep.any()):
-                    break
-                r, n = keep.nonzero().squeeze(1), node_at[keep]
-                logits = self.user(h_rows[r], n) @ v.T  # [R', S]
+                keep = node_at > 0  # rows with an ancestor at this level (deeper trees may stop early)
+                logits = self.user(h_rows, node_at) @ v.T  # [R, S]
                 if level > 0:  # within the deeper ancestor: its items are a sub-range of the columns
-                    col = torch.arange(hi - lo, device=h.device)[None, :]
-                    inside = (col >= (tree.lo[n] - lo)[:, None]) & (col < (tree.hi[n] - lo)[:, None])
-                    logits = logits.masked_fill(~inside, float("-inf"))
-                total = total + F.cross_entropy(logits, column[r], reduction="sum")
-                count += len(r)
-        return total / max(count, 1)
+                    inside = (col >= (tree.lo[node_at] - lo)[:, None]) & (col < (tree.hi[node_at] - lo)[:, None])
+                    logits = logits.masked_fill(~(inside | ~keep[:, None]), float("-inf"))
+                total = total + (F.cross_entropy(logits, column, reduction="none") * keep).sum()
+                count = count + keep.sum()
+        return total / count.clamp(min=1)

@@ -9,7 +9,8 @@ lists: an exact scan of the node's items, parallel in C++, with no Python loop o
 Nodes with many queries over many items (``m * size >= BLAS_WORK``) are scored instead by one
 matrix product over the node's lists, read in place from the index (a scan is slower than BLAS
 there); both give the exact top-k of the same items. The exact backend scores the same
-ranges with torch matmul (to check Faiss against, and to run on GPU).
+ranges with torch matmul on the vectors' own device: the GPU path, with no trip to the host
+(``auto`` picks it for vectors on a GPU, Faiss otherwise).
 """
 
 from __future__ import annotations
@@ -17,7 +18,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-BACKENDS = ("faiss", "exact")
+BACKENDS = ("auto", "faiss", "exact")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The search backend ``auto`` stands for on a device.
+
+    Args:
+        backend: ``auto``, ``faiss`` or ``exact``.
+        device: where the item vectors are.
+
+    Returns:
+        str: ``exact`` (torch, on the device) for ``auto`` on a GPU, ``faiss`` for ``auto`` elsewhere,
+        else ``backend`` itself.
+    """
+    if backend != "auto":
+        return backend
+    return "exact" if torch.device(device).type == "cuda" else "faiss"
+
+
 BLAS_WORK = 1 << 15  # (queries x items) of one node above which a matrix product beats the IVF scan
 
 
@@ -42,13 +61,13 @@ class NodeIndex:
         item_vectors: [n_items, d] item-tower vectors by item id (row 0 is padding).
         perm: [n_items - 1] item ids in tree order.
         lo, hi: [N] each node's range in ``perm``.
-        backend: ``faiss`` or ``exact``.
+        backend: ``faiss``, ``exact`` or ``auto`` (see :func:`resolve_backend`).
     """
 
     def __init__(self, item_vectors: torch.Tensor, perm, lo, hi, backend: str = "faiss"):
         if backend not in BACKENDS:
             raise ValueError(f"retrieval backend '{backend}' is not one of {', '.join(BACKENDS)}")
-        self.backend = backend
+        self.backend = backend = resolve_backend(backend, item_vectors.device)
         self.perm = torch.as_tensor(perm, dtype=torch.long, device=item_vectors.device)
         self.lo = torch.as_tensor(lo, dtype=torch.long).cpu().numpy()
         self.hi = torch.as_tensor(hi, dtype=torch.long).cpu().numpy()
