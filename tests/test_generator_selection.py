@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_rimirec.model.generator import TreeGenerator, node_log_probs
+from recbole_rimirec.model.generator import TreeGenerator, distillation_loss, node_log_probs
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.itemtree import build_tree
 from recbole_rimirec.tree.tensors import TreeTensors
@@ -135,6 +135,32 @@ def test_generator_loss_is_path_nll():
             manual[i] -= torch.log_softmax(logits, 0)[int(node) - kids.start]
     assert torch.allclose(gen.loss(h, target), manual.mean(), atol=1e-5)
     assert torch.allclose(-lp.gather(1, tree.leaf[target][:, None]).squeeze(1), manual, atol=1e-5)
+
+
+def test_distillation_on_one_hot_items_is_the_path_nll():
+    tree = random_tree(60, 3, 8, 3, 2)
+    gen = TreeGenerator(tree, 8)
+    h, target = torch.randn(5, 8), torch.randint(1, 60, (5,))
+    one_hot = torch.nn.functional.one_hot(target, 60).float()  # [5, n_items]
+    assert torch.allclose(distillation_loss(gen(h), one_hot, tree), gen.loss(h, target), atol=1e-5)
+
+
+@given(seed=st.integers(0, 1000))
+@settings(max_examples=25, deadline=None)
+def test_distillation_is_smallest_when_the_generator_holds_the_teachers_leaf_mass(seed):
+    """Cross-entropy >= entropy: the generator that equals the teacher's mass per leaf scores lowest."""
+    tree = random_tree(40, 3, 6, 2, seed % 7)
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(3, 40, generator=g), 1)
+    probs[:, 0] = 0  # padding
+    probs = probs / probs.sum(1, keepdim=True)
+    mass = torch.zeros(3, tree.num_nodes).index_add_(1, tree.leaf[1:], probs[:, 1:])
+    for depth in range(tree.max_depth, 0, -1):  # a parent's mass is its children's
+        nodes = tree.level(depth)
+        mass.index_add_(1, tree.parent[nodes], mass[:, nodes] * (~tree.is_leaf[tree.parent[nodes]]).float())
+    exact = mass.clamp_min(1e-12).log()  # [3, N] log P(node) of a generator equal to the teacher
+    other = node_log_probs(torch.randn(3, tree.num_nodes, generator=g), tree)
+    assert distillation_loss(exact, probs, tree) <= distillation_loss(other, probs, tree) + 1e-6
 
 
 @settings(max_examples=60, deadline=None)

@@ -257,3 +257,15 @@ def test_feature_tree_recovers_the_planted_sub_circles(small):
 def test_unknown_feature_field_is_one_line_error(small):
     with pytest.raises(ConfigError, match="tree_feature_fields.*genre"):
         prepare({**small, "tree_vectors": "features", "tree_feature_fields": ["genre"]})
+
+
+def test_distillation_reaches_the_generator(small):
+    """generator_distill_weight alone (no path NLL) trains the generator: its loss has a gradient there."""
+    _, _, net, train, _, _ = prepare({**small, "generator_loss_weight": 0.0})
+    batch = next(iter(train))
+    for weight, moves in ((0.0, False), (1.0, True)):
+        net.distill_weight = weight
+        net.zero_grad()
+        net.calculate_loss(batch).backward()
+        grad = net.generator.node_embedding.weight.grad
+        assert (grad is not None and bool(grad.abs().sum() > 0)) == moves

@@ -45,6 +45,26 @@ def node_log_probs(logits: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
     return out
 
 
+def distillation_loss(log_p: torch.Tensor, item_probs: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
+    """Cross-entropy of the generator against another model's mass per leaf.
+
+    The mass a full softmax over items puts on a leaf is a soft target for P(leaf | user): it
+    spreads each target's one-hot leaf over the leaves of the items the user may also take. Since a
+    node's probability is the sum of its leaves', matching the leaves matches every level.
+
+    Args:
+        log_p: [P, N] the generator's log P(node | user).
+        item_probs: [P, n_items] the other model's probabilities over items (item 0, padding, ignored);
+            detach it to teach the generator alone.
+        tree: the tree's tensors.
+
+    Returns:
+        torch.Tensor: the mean over positions of -sum_leaf mass(leaf) log P(leaf | user).
+    """
+    mass = torch.zeros_like(log_p).index_add_(1, tree.leaf[1:], item_probs[:, 1:].to(log_p.dtype))  # [P, N]
+    return -(mass * log_p).sum(1).mean()
+
+
 class TreeGenerator(nn.Module):
     """Scores the tree's nodes from a user state.
 
@@ -71,14 +91,16 @@ class TreeGenerator(nn.Module):
         """
         return node_log_probs(h @ self.node_embedding.weight.T + self.node_bias, self.tree)
 
-    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, h: torch.Tensor, target: torch.Tensor, log_p: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood of the target's path (= -log P(leaf(target) | user)).
 
         Args:
             h: [P, H] user states.
             target: [P] target item ids.
+            log_p: [P, N] ``self(h)`` when the caller has it already.
 
         Returns:
             torch.Tensor: the mean loss.
         """
-        return -self(h).gather(1, self.tree.leaf[target][:, None]).mean()
+        log_p = self(h) if log_p is None else log_p
+        return -log_p.gather(1, self.tree.leaf[target][:, None]).mean()

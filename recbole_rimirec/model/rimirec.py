@@ -27,7 +27,7 @@ from recbole.model.layers import TransformerEncoder
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.model.generator import TreeGenerator
+from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
@@ -111,6 +111,7 @@ class RimiRec(SequentialRecommender):
         self.tower = NodeConditionedTower(self.tree, H, config["node_conditioning"])
         self.generator_weight = config["generator_loss_weight"]
         self.global_weight = config["global_loss_weight"]
+        self.distill_weight = config["generator_distill_weight"] or 0.0
         self.alpha = config["alpha"]
         self.score = config["retrieval_score"]
         self.global_score_weight = config["global_score_weight"] or 0.0
@@ -183,9 +184,14 @@ class RimiRec(SequentialRecommender):
             target = interaction[self.POS_ITEM_ID]
         weight = self.item_embedding.weight
         loss = self.tower.loss(h, target, weight)
-        loss = loss + self.generator_weight * self.generator.loss(h, target)
-        if self.global_weight:
-            loss = loss + self.global_weight * F.cross_entropy(h @ weight.T, target)
+        log_p = self.generator(h)  # [P, N]
+        loss = loss + self.generator_weight * self.generator.loss(h, target, log_p)
+        if self.global_weight or self.distill_weight:
+            logits = h @ weight.T  # [P, n_items]
+            if self.global_weight:
+                loss = loss + self.global_weight * F.cross_entropy(logits, target)
+            if self.distill_weight:  # the global head's mass per leaf teaches the generator
+                loss = loss + self.distill_weight * distillation_loss(log_p, logits.detach().softmax(1), self.tree)
         return epoch_weighted(loss, len(target), interaction, self.TARGETS)
 
     # ----- scoring -----
