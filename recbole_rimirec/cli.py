@@ -83,6 +83,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="re-evaluate a saved run instead of training; --key=value changes evaluation keys (--select_budget=0.2)",
     )
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="the split --evaluate scores")
+    parser.add_argument(
+        "--export-item-vectors",
+        metavar="CHECKPOINT",
+        help="write a saved run's item embeddings to --out FILE.npz, for tree_vectors: pretrained",
+    )
     parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (gloo on CPU, NCCL on GPU)")
     parser.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default nproc)")
     parser.add_argument("--ip", default="localhost", help="address of the machine with rank 0")
@@ -146,6 +151,30 @@ def evaluate(options: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def export(options: argparse.Namespace) -> int:
+    """Writes a saved run's item embeddings (``--export-item-vectors CHECKPOINT --out FILE.npz``).
+
+    Args:
+        options: the runner's options (``export_item_vectors``, ``out``).
+
+    Returns:
+        int: the exit status.
+
+    Raises:
+        ConfigError: for a missing checkpoint or ``--out``, or a checkpoint without item embeddings.
+    """
+    from recbole_rimirec.errors import ConfigError
+    from recbole_rimirec.quick_start import export_item_vectors
+
+    if not os.path.isfile(options.export_item_vectors):
+        raise ConfigError(f"--export-item-vectors {options.export_item_vectors}: no such checkpoint")
+    if not options.out:
+        raise ConfigError("--export-item-vectors needs --out FILE.npz")
+    count = export_item_vectors(options.export_item_vectors, options.out)
+    print(f"{count} item vectors written to {options.out}")
+    return 0
+
+
 def write(result: dict, out: str | None) -> None:
     """Writes a result as JSON, atomically, when ``--out`` names a file."""
     if out:
@@ -169,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     from recbole_rimirec.quick_start import run
 
     try:
+        if options.export_item_vectors:
+            return export(options)
         if options.evaluate:
             return evaluate(options, overrides)
         if options.nproc > 1 or options.world_size > 1:

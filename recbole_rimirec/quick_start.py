@@ -11,6 +11,7 @@ import logging
 import os
 from time import perf_counter
 
+import numpy as np
 from recbole.utils import init_logger, init_seed
 
 from recbole_rimirec.checkpoint import plain
@@ -260,3 +261,38 @@ def evaluate_saved(
     if extra is not None:
         out.update(plain(extra()))
     return out
+
+
+def export_item_vectors(checkpoint: str, out: str) -> int:
+    """Writes a saved run's item embeddings, keyed by raw item token, for ``tree_vectors: pretrained``.
+
+    A RimiRec tree can then be built from what another model learned (SASRecAllPos, or an earlier
+    RimiRec run) instead of from co-occurrence counts.
+
+    Args:
+        checkpoint: a checkpoint written by the plugin's trainer, of a model with ``item_embedding``.
+        out: the ``.npz`` file to write (arrays ``tokens`` and ``vectors``).
+
+    Returns:
+        int: the number of items written.
+
+    Raises:
+        ConfigError: when the checkpoint has no item embedding or its rows do not match the data set.
+    """
+    from recbole_rimirec.checkpoint import load_checkpoint
+    from recbole_rimirec.distributed import DIST_KEYS
+
+    state = load_checkpoint(checkpoint)
+    weight = state["state_dict"].get("item_embedding.weight")
+    if weight is None:
+        raise ConfigError(f"{checkpoint}: the model has no item_embedding to export")
+    saved = state["config"]
+    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in {*DIST_KEYS, "model", "dataset"}}
+    config = Config(saved["model"], saved["dataset"], config_dict=settings)
+    tokens = np.asarray(create_dataset(config).field2id_token[config["ITEM_ID_FIELD"]]).astype(str)
+    if len(tokens) != len(weight):
+        raise ConfigError(f"{checkpoint}: {len(weight)} item rows, but the data set has {len(tokens)} item ids")
+    if not out.endswith(".npz"):
+        raise ConfigError(f"--out {out}: item vectors are written as .npz")
+    np.savez(out, tokens=tokens[1:], vectors=weight[1:].float().cpu().numpy())  # row 0 is padding
+    return len(tokens) - 1

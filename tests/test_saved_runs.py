@@ -169,3 +169,22 @@ def test_runs_started_in_the_same_second_keep_their_own_checkpoints(tiny, monkey
     assert a["test_result"] != b["test_result"]  # else the check below could not tell the files apart
     assert a["checkpoint"] != b["checkpoint"] and a["last_checkpoint"] != b["last_checkpoint"]
     assert evaluate_saved(a["checkpoint"])["result"] == a["test_result"]
+
+
+def test_a_saved_runs_item_vectors_build_a_rimirec_tree(tiny, tmp_path, capsys):
+    import numpy as np
+
+    from recbole_rimirec.cli import main
+
+    sasrec = run("SASRecAllPos", "tiny", config_dict={**tiny, "epochs": 1})
+    out = str(tmp_path / "items.npz")
+    assert main(["--export-item-vectors", sasrec["checkpoint"], "--out", out]) == 0
+    weight = load_checkpoint(sasrec["checkpoint"])["state_dict"]["item_embedding.weight"]
+    with np.load(out) as saved:
+        assert len(saved["tokens"]) == len(weight) - 1  # padding left out
+        assert np.allclose(saved["vectors"], weight[1:].numpy())
+    tree = {**TREE, "tree_vectors": "pretrained", "tree_vectors_file": out, "epochs": 1}
+    assert run("RimiRec", "tiny", config_dict={**tiny, **tree})["test_result"] is not None
+    capsys.readouterr()
+    assert main(["--export-item-vectors", sasrec["checkpoint"]]) == 2  # no --out: one line
+    assert "needs --out" in capsys.readouterr().err
