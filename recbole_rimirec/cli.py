@@ -193,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         int: the exit status.
     """
-    options, overrides = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["explain"]:  # a user's circles in a saved RimiRec run
+        from recbole_rimirec.explain import main as explain_main
+
+        return explain_main(argv[1:])
+    options, overrides = parse(argv)
     from recbole_rimirec.errors import ConfigError
     from recbole_rimirec.quick_start import run
 

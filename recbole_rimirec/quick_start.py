@@ -215,6 +215,48 @@ def run(
     return result
 
 
+def load_saved(
+    checkpoint: str, overrides: dict | None = None, cmd_args: list[str] | None = None, load_weights: bool = True
+) -> dict:
+    """Rebuilds a saved run: its Config, data split, model and trainer, without retraining.
+
+    The checkpoint's model, dataset and the settings it was trained with (RecBole's external config
+    layer) rebuild the same split; ``overrides`` and ``cmd_args`` may change keys (checked before
+    the data is read). Loading reads plain data only (``weights_only=True``).
+
+    Args:
+        checkpoint: a checkpoint written by the plugin's trainer.
+        overrides: config keys to change.
+        cmd_args: ``--key=value`` strings, read as the command line's (they win over ``overrides``).
+        load_weights: load the checkpoint's weights into the model (else the trainer does it later).
+
+    Returns:
+        dict: ``config``, ``dataset`` (the whole data set), ``splits`` (train, valid, test loaders),
+        ``model`` and ``trainer``.
+    """
+    from recbole_rimirec.checkpoint import load_checkpoint
+    from recbole_rimirec.distributed import DIST_KEYS
+
+    state = load_checkpoint(checkpoint)
+    saved = state["config"]
+    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in DIST_KEYS}
+    settings.update(overrides or {})
+    settings.pop("model", None)
+    settings.pop("dataset", None)
+    config = Config(saved["model"], saved["dataset"], config_dict=settings, cmd_args=cmd_args)
+    check_config(config)  # the overrides too, before the data is read
+    init_seed(config["seed"], config["reproducibility"])
+    _make_dirs(config)
+    init_logger(config)
+    data = create_dataset(config)
+    splits = data_preparation(config, data)
+    net = config.model_class(config, splits[0]._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    if load_weights:
+        trainer.load_weights(checkpoint)
+    return {"config": config, "dataset": data, "splits": splits, "model": net, "trainer": trainer}
+
+
 def evaluate_saved(
     checkpoint: str, overrides: dict | None = None, split: str = "test", cmd_args: list[str] | None = None
 ) -> dict:
@@ -234,25 +276,8 @@ def evaluate_saved(
         dict: ``result`` (metrics), ``<split>_ranks`` (per user, the target's 0-based rank, -1 past the
         largest topk, as ``run``'s ``test_ranks``) and the trainer's extra results.
     """
-    from recbole_rimirec.checkpoint import load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    saved = state["config"]
-    from recbole_rimirec.distributed import DIST_KEYS
-
-    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in DIST_KEYS}
-    settings.update(overrides or {})
-    settings.pop("model", None)
-    settings.pop("dataset", None)
-    config = Config(saved["model"], saved["dataset"], config_dict=settings, cmd_args=cmd_args)
-    check_config(config)  # the overrides too, before the data is read
-    init_seed(config["seed"], config["reproducibility"])
-    _make_dirs(config)
-    init_logger(config)
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    net = config.model_class(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    saved = load_saved(checkpoint, overrides, cmd_args, load_weights=False)
+    trainer, (_, valid_data, test_data) = saved["trainer"], saved["splits"]
     result = trainer.evaluate(test_data if split == "test" else valid_data, load_best_model=True, model_file=checkpoint)
     out = {"result": _metrics(result)}
     if trainer.last_ranks is not None:  # as run()'s test_ranks: a saved run can enter a paired bootstrap

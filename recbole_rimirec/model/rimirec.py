@@ -226,15 +226,16 @@ class RimiRec(SequentialRecommender):
         return select_frontier(log_p, self.tree, budget, self.max_nodes)
 
     @torch.no_grad()
-    def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-user retrieval: select nodes, search each node's sub-library, merge by score.
+    def candidates(self, interaction, k: int) -> dict[str, torch.Tensor]:
+        """Selects each user's nodes and searches each one: the lists before they are merged.
 
         Args:
             interaction: a batch with the history fields (target fields are never read).
-            k: length of the merged list.
+            k: results per (user, node).
 
         Returns:
-            (scores, ids, nodes, items): [B, k] merged list; [B] nodes searched and items they hold.
+            dict: ``log_p`` [B, N] log P(node | user); ``selected`` [B, N] bool; ``user``, ``node`` [M]
+            the searched pairs; ``scores``, ``ids`` [M, k] each pair's results under the merge score.
         """
         if self.index is None:
             self.build_index()
@@ -253,5 +254,20 @@ class RimiRec(SequentialRecommender):
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
         elif self.score == "prior":  # the global head's score, the tree's P(node | user) as a prior
             s = self.alpha * log_p[user, node][:, None] + s
-        merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, len(h)), k)
+        return {"log_p": log_p, "selected": selected, "user": user, "node": node, "scores": s, "ids": ids}
+
+    @torch.no_grad()
+    def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-user retrieval: select nodes, search each node's sub-library, merge by score.
+
+        Args:
+            interaction: a batch with the history fields (target fields are never read).
+            k: length of the merged list.
+
+        Returns:
+            (scores, ids, nodes, items): [B, k] merged list; [B] nodes searched and items they hold.
+        """
+        found = self.candidates(interaction, k)
+        selected = found["selected"]
+        merged_s, merged_i = merge_topk(*group_by_user(found["user"], found["scores"], found["ids"], len(selected)), k)
         return merged_s, merged_i, selected.sum(1), selected.long() @ self.tree.size
