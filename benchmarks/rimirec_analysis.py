@@ -192,49 +192,6 @@ def summary(scored: dict, n_items: int, global_head: bool = False) -> dict:
     return out
 
 
-def generator_accuracy(net, test, train_dataset, bs=(1, 5, 10)) -> dict:
-    """Per tree level: is the target's node among the generator's top B, against the B most popular?
-
-    Args:
-        net: the model.
-        test: the test loader.
-        train_dataset: the built train split (node popularity from its interactions).
-        bs: the B values.
-
-    Returns:
-        dict: ``level_<l>`` -> nodes, users, ``generator@B`` and ``popular@B`` hit rates.
-    """
-    from recbole_rimirec.data.loaders import train_sequences
-
-    tree = net.tree
-    log_p, target = [], []
-    with torch.no_grad():
-        for batch in test:
-            inter = batch[0]
-            log_p.append(net.generator(net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN])))
-            target.append(inter[net.ITEM_ID])
-    log_p, target = torch.cat(log_p), torch.cat(target)
-    _, flat, _ = train_sequences(train_dataset)
-    train_codes = tree.codes[torch.from_numpy(flat)]
-    out = {}
-    for level in range(1, tree.max_depth + 1):
-        nodes = tree.level(level)
-        counts = torch.bincount(train_codes[:, level - 1], minlength=tree.num_nodes)[nodes]
-        node_of = tree.codes[target, level - 1]  # [U]; 0 when the path is shorter
-        keep = node_of > 0
-        node_of, lp = node_of[keep], log_p[keep][:, nodes]
-        total = max(len(node_of), 1)
-        row = {"nodes": len(nodes), "users": len(node_of)}
-        for b in bs:
-            top = nodes[lp.topk(min(b, len(nodes)), dim=1).indices]
-            row[f"generator@{b}"] = (top == node_of[:, None]).any(1).sum().item() / total
-        for b in bs:
-            popular = nodes[counts.topk(min(b, len(nodes))).indices]
-            row[f"popular@{b}"] = torch.isin(node_of, popular).sum().item() / total
-        out[f"level_{level}"] = row
-    return out
-
-
 def analyse(
     checkpoint: str,
     budgets=BUDGETS,
@@ -268,6 +225,8 @@ def analyse(
     Returns:
         dict: ``decomposition``, ``sweep``, ``alpha_sweep``, ``generator_accuracy`` and what the run was.
     """
+    from recbole_rimirec.tree_report import generator_accuracy
+
     net, test, train_dataset, config = load(checkpoint, split)
     n_items = int(net.tree.size[0])
     own = {"select_method": net.selection, "select_budget": net.budget, "retrieval": net.backend}
