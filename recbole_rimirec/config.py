@@ -176,6 +176,12 @@ def check_core_keys(config) -> None:
             raise ConfigError(f"{key} must be a number, not {value!r}")
         if value < 0 or (key == "learning_rate" and value == 0):
             raise ConfigError(f"{key} must be {'above' if key == 'learning_rate' else 'at least'} 0, not {value!r}")
+    if config["eval_from_lists"]:
+        from recbole_rimirec.evaluation import list_metric_problem
+
+        problem = list_metric_problem(config["metrics"] or [])
+        if problem:
+            raise ConfigError(f"eval_from_lists: {problem}; drop it from metrics or set eval_from_lists: False")
     if config["amp_dtype"] is not None and config["amp_dtype"] not in AMP_DTYPES:
         raise ConfigError(f"amp_dtype '{config['amp_dtype']}' is not one of {', '.join(AMP_DTYPES)}")
     size, heads = config["hidden_size"], config["n_heads"]

@@ -15,6 +15,8 @@ from recbole.utils import set_color
 
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
 from recbole_rimirec.data.loaders import trim_padding
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.evaluation import ListCollector, list_metric_problem
 from recbole_rimirec.retrieval.merge import dense_scores
 
 
@@ -341,13 +343,21 @@ class RetrievalTrainer(Trainer):
     checkpoint, loaded with ``weights_only=True``, when asked), then rebuilds the index from them,
     then runs RecBole's own evaluation, whose ``_full_sort_batch_eval`` this class replaces with
     retrieve -> dense scores (unretrieved items very low, an unretrieved target ``-inf``).
-    With ``retrieval: full`` it is RecBole's full ranking.
+    With ``retrieval: full`` it is RecBole's full ranking. With ``eval_from_lists: True`` the
+    metrics come from the retrieved lists themselves (:class:`~recbole_rimirec.evaluation.ListCollector`),
+    never building the dense [users x items] matrix: the same figures, for libraries too large for it.
     """
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.retrieve_k = max(config["topk"])
         self.use_retrieval = (config["retrieval"] or "full") != "full"
+        self.from_lists = bool(config["eval_from_lists"]) and self.use_retrieval
+        if self.from_lists:
+            problem = list_metric_problem(config["metrics"])
+            if problem:
+                raise ConfigError(f"eval_from_lists: {problem}; drop it from metrics or set eval_from_lists: False")
+            self.eval_collector = ListCollector(config)
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         self.last_stats: dict = {}
 
@@ -387,6 +397,8 @@ class RetrievalTrainer(Trainer):
         self._stats["users"] += len(top_s)
         self._stats["nodes"] += int(searched_nodes.sum())
         self._stats["items"] += int(searched_items.sum())
+        if self.from_lists:
+            return interaction, (top_s, top_i), positive_u, positive_i
         scores = dense_scores(top_s, top_i, self.tot_item_num, positive_u.to(self.device), positive_i.to(self.device))
         return interaction, scores, positive_u, positive_i
 
