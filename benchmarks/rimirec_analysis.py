@@ -218,7 +218,8 @@ def analyse(
         progress: called with each finished row.
         betas: ``global_score_weight`` values, each tried with ``mixed``.
         scopes: where the alpha sweep scores: ``ceiling`` (every leaf), ``selection`` (the run's own),
-            ``leaves``, ``density`` (the leaf rules at the run's budget).
+            ``leaves``, ``density``, ``frontier`` (the rules at the run's budget); ``<rule>@N`` caps the
+            nodes per user at N instead of the run's ``select_max_nodes``.
         decompose: run the decomposition, the sweep and the generator accuracy (else the alpha
             sweep alone, to choose a merge on quickly).
 
@@ -262,16 +263,18 @@ def analyse(
         found = row(selection="beam", beam_size=beam)
         sweep.append({"select_method": "beam", "beam_size": beam, "retrieval": net.backend, **found})
     alpha_sweep = []
-    scopes = {
-        name: changes
-        for name, changes in {
-            "ceiling": everything,
-            "selection": {},
-            "leaves": {"selection": "leaves"},
-            "density": {"selection": "density"},
-        }.items()
-        if name in scopes
+    rules = {
+        "ceiling": everything,
+        "selection": {},
+        "leaves": {"selection": "leaves"},
+        "density": {"selection": "density"},
+        "frontier": {"selection": "frontier"},
     }
+    chosen_scopes = {}
+    for name in scopes:  # "<rule>" or "<rule>@<max nodes>"
+        rule, _, cap = name.partition("@")
+        chosen_scopes[name] = {**rules[rule], **({"max_nodes": int(cap)} if cap else {})}
+    scopes = chosen_scopes
     for score in scores:
         for beta in betas if score == "mixed" else [net.global_score_weight]:
             for alpha in alphas:
