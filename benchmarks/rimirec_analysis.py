@@ -242,7 +242,7 @@ def analyse(
     if not decompose:
         budgets, beams = [], []
     decomposition = (
-        {}
+        {"global_head": row(global_head=True)}
         if not decompose
         else {
             "ceiling": row(**everything),
@@ -288,7 +288,7 @@ def analyse(
         "dataset": config["dataset"],
         "seed": config["seed"],
         "split": split,
-        "users": decomposition["global_head"]["users"] if decompose else None,
+        "users": decomposition["global_head"]["users"],
         "run_setting": own,
         "decomposition": decomposition,
         "sweep": sweep,
