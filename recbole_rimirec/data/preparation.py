@@ -19,6 +19,7 @@ from recbole_rimirec.data.loaders import (
     all_positions_splits,
     all_positions_stride,
 )
+from recbole_rimirec.data.protocol import PROTOCOLS, TargetsEvalDataLoader, with_user_split
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.utils import get_dataset_class
 
@@ -55,8 +56,11 @@ def create_dataset(config):
     """
     check_dataset_files(config)
     name = config["dataset"]
+    dataset_class = get_dataset_class(config)
+    if protocol_of(config) == "comirec":
+        dataset_class = with_user_split(dataset_class)
     try:
-        dataset = get_dataset_class(config)(config)
+        dataset = dataset_class(config)
     except ValueError as err:  # RecBole's loading and filtering raise ValueError for bad data
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "feat is empty" in text:
@@ -74,6 +78,24 @@ def create_dataset(config):
     if max(config["topk"]) > library:
         raise ConfigError(f"topk {max(config['topk'])} is larger than the {library} items of dataset '{name}'")
     return dataset
+
+
+def protocol_of(config) -> str:
+    """Returns the validated ``eval_protocol`` of a run.
+
+    Args:
+        config: the run's Config.
+
+    Returns:
+        str: ``leave_one_out`` or ``comirec``.
+    """
+    protocol = config["eval_protocol"] or "leave_one_out"
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"eval_protocol '{protocol}' is not one of {', '.join(PROTOCOLS)}")
+    mode = config["eval_args"]["mode"]
+    if protocol == "comirec" and any(m != "full" for m in (mode.values() if isinstance(mode, dict) else [mode])):
+        raise ConfigError("eval_protocol comirec ranks the whole library: it needs eval_args mode full")
+    return protocol
 
 
 def train_mode_of(config) -> str:
@@ -126,6 +148,9 @@ def data_preparation(config, dataset):
         "random_cut": RandomCutDataLoader,
     }[mode]
     train_data = loader(config, train_ds, train_sampler, shuffle=config["shuffle"])
-    valid_data = get_dataloader(config, "valid")(config, valid_ds, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test_ds, test_sampler, shuffle=False)
+    by_user = protocol_of(config) == "comirec"  # held-out users with several targets each
+    valid_loader = TargetsEvalDataLoader if by_user else get_dataloader(config, "valid")
+    test_loader = TargetsEvalDataLoader if by_user else get_dataloader(config, "test")
+    valid_data = valid_loader(config, valid_ds, valid_sampler, shuffle=False)
+    test_data = test_loader(config, test_ds, test_sampler, shuffle=False)
     return train_data, valid_data, test_data
