@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         from recbole_rimirec.explain import main as explain_main
 
         return explain_main(argv[1:])
+    if argv[:1] == ["convert"]:  # raw Amazon Books / Taobao files -> atomic files
+        from recbole_rimirec.convert import main as convert_main
+
+        return convert_main(argv[1:])
     if argv[:1] == ["tree-report"]:  # the tree's shape, purity and usefulness in a saved RimiRec run
         from recbole_rimirec.tree_report import main as tree_report_main
 

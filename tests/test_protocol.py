@@ -112,3 +112,33 @@ def test_protocol_mistakes_are_one_line(comirec):
         run("SASRecAllPos", "tiny", config_dict={**comirec, "eval_protocol": "nope"})
     with pytest.raises(ConfigError, match="sequential models only"):
         run("Pop", "tiny", config_dict=comirec)
+
+
+def test_a_known_dataset_is_downloaded_once_and_offline_is_one_line(tmp_path, monkeypatch):
+    import urllib.error
+    import zipfile
+
+    from recbole_rimirec.data import preparation
+
+    folder = str(tmp_path / "ml-1m")
+
+    def offline(url, into):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(preparation, "download_url", offline)
+    with pytest.raises(ConfigError, match=r"dataset 'ml-1m' is not in .* could not be downloaded from https://"):
+        preparation.download_known("ml-1m", folder)
+
+    def fake(url, into):  # what RecBole serves: a zip of atomic files named after the archive
+        import os
+
+        os.makedirs(into, exist_ok=True)
+        path = os.path.join(into, "ml-1m.zip")
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("ml-1m.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t1\t1\n")
+        return path
+
+    monkeypatch.setattr(preparation, "download_url", fake)
+    preparation.download_known("ml-1m", folder)
+    assert (tmp_path / "ml-1m" / "ml-1m.inter").is_file() and not (tmp_path / "ml-1m" / "ml-1m.zip").exists()
+    preparation.download_known("no-such-recbole-dataset", folder)  # unknown names are left to the caller

@@ -37,12 +37,61 @@ def check_dataset_files(config) -> None:
     """
     name, folder = config["dataset"], config["data_path"]
     suffixes = config["benchmark_filename"] or [None]
+    if not os.path.isfile(os.path.join(folder, f"{name}.inter")) and suffixes == [None]:
+        download_known(name, folder)
     for suffix in suffixes:
         file = os.path.join(folder, f"{name}.{suffix}.inter" if suffix else f"{name}.inter")
         if not os.path.isfile(file):
             raise ConfigError(
                 f"dataset '{name}': {file} not found (give --data_path=<folder holding {name}/> or fix the name)"
             )
+
+
+def known_url(name: str) -> str | None:
+    """The download address RecBole lists for a data set name (its ``properties/dataset/url.yaml``), or ``None``."""
+    import recbole
+    import yaml
+
+    with open(os.path.join(os.path.dirname(recbole.__file__), "properties", "dataset", "url.yaml")) as f:
+        return (yaml.safe_load(f) or {}).get(name)
+
+
+def download_known(name: str, folder: str) -> None:
+    """Downloads a data set RecBole knows (ml-1m, ...) into ``folder`` as atomic files.
+
+    RecBole 1.2.1 downloads a missing data set itself only inside a process group (its download
+    waits on a ``torch.distributed`` barrier), so the plugin does it here. Names RecBole does not
+    list are left alone (the caller reports the missing file).
+
+    Args:
+        name: the data set name.
+        folder: the folder its atomic files belong in (``<data_path>/<name>``).
+
+    Raises:
+        ConfigError: when the download fails (offline, say), in one line.
+    """
+    url = known_url(name)
+    if url is None:
+        return
+    from recbole.utils.url import extract_zip, rename_atomic_files
+
+    try:
+        path = download_url(url, folder)
+        extract_zip(path, folder)
+        os.unlink(path)
+        rename_atomic_files(folder, os.path.splitext(os.path.basename(path))[0], name)
+    except (OSError, RuntimeError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(
+            f"dataset '{name}' is not in {folder} and could not be downloaded from {url}: {reason}"
+        ) from None
+
+
+def download_url(url: str, folder: str) -> str:
+    """RecBole's download of one file into a folder (a seam for tests); returns the file's path."""
+    from recbole.utils.url import download_url as recbole_download
+
+    return recbole_download(url, folder)
 
 
 def create_dataset(config):
