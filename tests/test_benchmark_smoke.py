@@ -229,3 +229,27 @@ def test_published_tables_are_up_to_date():
         [sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--check"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_synthetic_library_has_its_planted_hierarchy(tmp_path, tiny):
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import synthetic
+
+    found = synthetic.generate(str(tmp_path), "syn", 2000, 300, 6000, circles=4, sub_circles=5, stay=0.8, seed=1)
+    assert found["users"] == 300 and abs(found["interactions"] - 6000) < 1500
+    rows = np.loadtxt(tmp_path / "syn" / "syn.inter", skiprows=1, dtype=np.int64)  # user, item, position
+    labels = {}
+    for line in (tmp_path / "syn" / "syn.item").read_text().splitlines()[1:]:
+        item, circle, sub = line.split("\t")
+        labels[int(item)] = (circle, sub)
+    assert len(labels) == 2000 and {int(s[1:]) for _, s in labels.values()} == set(range(20))
+    same_user = rows[1:, 0] == rows[:-1, 0]
+    same_sub = np.array([labels[a][1] == labels[b][1] for a, b in zip(rows[:-1, 1], rows[1:, 1], strict=True)])
+    assert 0.75 < same_sub[same_user].mean() < 0.95  # runs stay in an interest (stay 0.8, plus repeats)
+    assert np.bincount(rows[:, 0]).min() == 0 and np.bincount(rows[:, 0])[1:].min() >= 5  # users 1.., 5+ items each
+    from recbole_rimirec.quick_start import run
+
+    result = run("MostPop", "syn", config_dict={**tiny, "data_path": str(tmp_path), "epochs": 1})
+    assert result["test_result"]["hit@50"] > 0

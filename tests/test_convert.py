@@ -53,7 +53,11 @@ def test_books_sample_reads_into_a_recbole_run(tmp_path, tiny):
     assert "B000\tFiction" in item and "B009\tHistory" in item
     from recbole_rimirec.quick_start import run
 
-    result = run("SASRecAllPos", "amazon-books", config_dict={**tiny, "data_path": out, "epochs": 1, "topk": [5], "valid_metric": "NDCG@5"})
+    result = run(
+        "SASRecAllPos",
+        "amazon-books",
+        config_dict={**tiny, "data_path": out, "epochs": 1, "topk": [5], "valid_metric": "NDCG@5"},
+    )
     assert result["test_result"]["recall@5"] >= 0
 
 
