@@ -269,3 +269,12 @@ def test_distillation_reaches_the_generator(small):
         net.calculate_loss(batch).backward()
         grad = net.generator.node_embedding.weight.grad
         assert (grad is not None and bool(grad.abs().sum() > 0)) == moves
+
+
+def test_scalable_losses_train_end_to_end(small):
+    from recbole_rimirec.quick_start import run
+
+    result = run("RimiRec", "tiny", config_dict={**small, "global_negatives": 32, "tower_negatives": 4})
+    assert result["test_result"]["hit@50"] > 0
+    with pytest.raises(ConfigError, match="tower_negatives"):
+        run("RimiRec", "tiny", config_dict={**small, "tower_negatives": 0})

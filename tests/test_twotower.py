@@ -46,3 +46,29 @@ def test_grouped_loss_equals_masked_full_softmax(conditioning, cold):
     g_want = torch.autograd.grad(want, [h, weight])
     for a, b in zip(g_got, g_want, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _tower(seed=3):
+    rng = np.random.default_rng(seed)
+    n_items, H = 301, 8
+    tree = TreeTensors(build_tree(rng.standard_normal((n_items, 6)).astype(np.float32), 5, 12, 3, seed=1))
+    tower = NodeConditionedTower(tree, H, "add")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(tower.shift.weight, std=0.3)
+    return tower, torch.randn(n_items, H), torch.randn(200, H), torch.randint(1, n_items, (200,))
+
+
+def test_sampled_loss_with_room_for_every_node_is_the_exact_loss():
+    tower, weight, h, target = _tower()
+    biggest = int(tower.tree.size[1:].max())
+    assert torch.allclose(tower.sampled_loss(h, target, weight, biggest), tower.loss(h, target, weight), atol=1e-5)
+
+
+def test_sampled_loss_in_large_nodes_is_finite_and_near_the_exact_on_average():
+    tower, weight, h, target = _tower()
+    exact = float(tower.loss(h, target, weight))
+    g = torch.Generator().manual_seed(0)
+    draws = [float(tower.sampled_loss(h, target, weight, 16, generator=g)) for _ in range(20)]
+    assert all(np.isfinite(draws))
+    assert np.mean(draws) < exact + 1e-4  # a sampled softmax's denominator holds fewer items: never above, on average
+    assert np.mean(draws) > 0.5 * exact

@@ -186,3 +186,19 @@ def sampled_softmax_loss(
     neg = neg.masked_fill(negatives.unsqueeze(0) == target.unsqueeze(1), float("-inf"))
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1)  # [B, 1 + S]
     return F.cross_entropy(logits, torch.zeros_like(target))
+
+
+def item_counts(dataset, n_items: int) -> torch.Tensor:
+    """Counts each item once per position of each user's training sequence.
+
+    Args:
+        dataset: the built train split (prefix rows).
+        n_items: size of the item id space.
+
+    Returns:
+        torch.Tensor: [n_items] float counts.
+    """
+    from recbole_rimirec.data.loaders import train_sequences
+
+    _, flat, _ = train_sequences(dataset)
+    return torch.bincount(torch.from_numpy(flat), minlength=n_items).float()

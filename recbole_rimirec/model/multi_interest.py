@@ -15,7 +15,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.model.layers import CapsuleRouting, label_aware_readout, sampled_softmax_loss
+from recbole_rimirec.model.layers import CapsuleRouting, item_counts, label_aware_readout, sampled_softmax_loss
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.trainer import RetrievalTrainer
@@ -23,22 +23,6 @@ from recbole_rimirec.trainer import RetrievalTrainer
 LOSSES = ("SSM", "CE")
 SAMPLERS = ("popularity", "uniform")
 RETRIEVALS = ("full", "auto", "faiss", "exact")
-
-
-def item_counts(dataset, n_items: int) -> torch.Tensor:
-    """Counts each item once per position of each user's training sequence.
-
-    Args:
-        dataset: the built train split (prefix rows).
-        n_items: size of the item id space.
-
-    Returns:
-        torch.Tensor: [n_items] float counts.
-    """
-    from recbole_rimirec.data.loaders import train_sequences
-
-    _, flat, _ = train_sequences(dataset)
-    return torch.bincount(torch.from_numpy(flat), minlength=n_items).float()
 
 
 class MultiInterestRecommender(SequentialRecommender):

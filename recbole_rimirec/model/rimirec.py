@@ -26,8 +26,9 @@ from recbole.model.layers import TransformerEncoder
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
-from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.errors import ConfigError, check_integer
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
+from recbole_rimirec.model.layers import item_counts, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
@@ -71,6 +72,9 @@ class RimiRec(SequentialRecommender):
             raise ConfigError(f"retrieval_score '{config['retrieval_score']}' is not one of {', '.join(SCORES)}")
         if config["retrieval"] not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
             raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(BACKENDS)}")
+        for key in ("global_negatives", "tower_negatives"):
+            if config[key] is not None:
+                check_integer(key, config[key], 1)
         beta = config["global_score_weight"]
         if config["retrieval_score"] == "mixed" and (not isinstance(beta, (int, float)) or beta < 0):
             raise ConfigError(f"global_score_weight must be a number >= 0, not {beta}")
@@ -112,6 +116,12 @@ class RimiRec(SequentialRecommender):
         self.generator_weight = config["generator_loss_weight"]
         self.global_weight = config["global_loss_weight"]
         self.distill_weight = config["generator_distill_weight"] or 0.0
+        self.global_negatives = config["global_negatives"] or 0
+        self.tower_negatives = config["tower_negatives"] or 0
+        if self.global_negatives:
+            q = item_counts(dataset, self.n_items) + 1.0  # add-one: unseen items stay possible negatives
+            q[0] = 0.0
+            self.register_buffer("sample_prob", q / q.sum(), persistent=False)
         self.alpha = config["alpha"]
         self.score = config["retrieval_score"]
         self.global_score_weight = config["global_score_weight"] or 0.0
@@ -183,12 +193,19 @@ class RimiRec(SequentialRecommender):
             h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
             target = interaction[self.POS_ITEM_ID]
         weight = self.item_embedding.weight
-        loss = self.tower.loss(h, target, weight)
+        if self.tower_negatives:  # bounded: sampled inside nodes larger than tower_negatives
+            loss = self.tower.sampled_loss(h, target, weight, self.tower_negatives)
+        else:
+            loss = self.tower.loss(h, target, weight)
         log_p = self.generator(h)  # [P, N]
         loss = loss + self.generator_weight * self.generator.loss(h, target, log_p)
-        if self.global_weight or self.distill_weight:
+        if self.global_weight and self.global_negatives:  # sampled softmax, popularity proposal, log-Q corrected
+            loss = loss + self.global_weight * sampled_softmax_loss(
+                h, target, weight, self.sample_prob, self.global_negatives
+            )
+        if (self.global_weight and not self.global_negatives) or self.distill_weight:
             logits = h @ weight.T  # [P, n_items]
-            if self.global_weight:
+            if self.global_weight and not self.global_negatives:
                 loss = loss + self.global_weight * F.cross_entropy(logits, target)
             if self.distill_weight:  # the global head's mass per leaf teaches the generator
                 loss = loss + self.distill_weight * distillation_loss(log_p, logits.detach().softmax(1), self.tree)

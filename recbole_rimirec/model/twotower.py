@@ -92,3 +92,47 @@ class NodeConditionedTower(nn.Module):
                 total = total + (F.cross_entropy(logits, column, reduction="none") * keep).sum()
                 count = count + keep.sum()
         return total / count.clamp(min=1)
+
+    def sampled_loss(
+        self,
+        h: torch.Tensor,
+        target: torch.Tensor,
+        item_weight: torch.Tensor,
+        negatives: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """:meth:`loss` with each within-node softmax over at most ``negatives`` items: no loop over nodes.
+
+        For every (position, ancestor) pair, a node of at most ``negatives`` items is scored whole
+        (exactly as :meth:`loss`); a larger node by ``negatives`` of its items drawn uniformly (with
+        replacement) beside the target. A uniform proposal shifts every logit by the same
+        ``log(negatives / size)``, so the sampled softmax needs no correction; a draw equal to the
+        target is masked. The cost per target is bounded whatever the library's size.
+
+        Args:
+            h: [P, H] sequence states.
+            target: [P] target item ids.
+            item_weight: [n_items, H] item tower.
+            negatives: M, the most items scored per (position, node).
+            generator: torch random generator for the draw.
+
+        Returns:
+            torch.Tensor: the mean loss over (position, level) pairs.
+        """
+        tree = self.tree
+        codes = tree.codes[target]  # [P, D]
+        row, level = (codes > 0).nonzero(as_tuple=True)  # [R] pairs with an ancestor at that level
+        node, tgt = codes[row, level], target[row]  # [R]
+        lo, size = tree.lo[node], tree.size[node]  # [R]
+        col = torch.arange(negatives, device=h.device)[None, :]  # [1, M]
+        small = size <= negatives  # [R] scored whole
+        draw = (torch.rand((len(node), negatives), generator=generator, device=h.device) * size[:, None]).long()
+        offset = torch.where(small[:, None], col.expand(len(node), -1), draw)  # [R, M]
+        real = ~small[:, None] | (col < size[:, None])  # [R, M] slots holding an item of the node
+        items = tree.perm[(lo[:, None] + offset.clamp(max=(size[:, None] - 1).clamp(min=0))).clamp(min=0)]  # [R, M]
+        u = self.user(h[row], node)  # [R, H]
+        neg = torch.einsum("rh,rmh->rm", u, item_weight[items])  # [R, M]
+        neg = neg.masked_fill(~real | (items == tgt[:, None]), float("-inf"))
+        pos = (u * item_weight[tgt]).sum(-1, keepdim=True)  # [R, 1]
+        logits = torch.cat([pos, neg], 1)  # [R, 1 + M]
+        return F.cross_entropy(logits, torch.zeros_like(tgt))
