@@ -331,3 +331,10 @@ def test_batches_left_without_targets_give_a_zero_loss_not_nan(tiny, model):
         if empty >= 2 and len(losses) >= 20:
             break
     assert empty >= 2 and all(np.isfinite(losses))
+
+
+def test_sasrecallpos_sampled_softmax_trains(tiny):
+    from recbole_rimirec.quick_start import run
+
+    result = run("SASRecAllPos", "tiny", config_dict={**tiny, "global_negatives": 32})
+    assert result["test_result"]["hit@50"] > 0

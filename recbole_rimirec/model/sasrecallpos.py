@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
-from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.errors import ConfigError, check_integer
+from recbole_rimirec.model.layers import item_counts, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 
 
@@ -35,6 +36,12 @@ class SASRecAllPos(SASRec):
         if self.loss_type != "CE":
             raise ConfigError(f"SASRecAllPos needs loss_type: CE, not {self.loss_type}")
         self.TARGETS = self.ITEM_ID + "_targets"
+        self.negatives = config["global_negatives"] or 0
+        if self.negatives:
+            check_integer("global_negatives", self.negatives, 1)
+            q = item_counts(dataset, self.n_items) + 1.0  # add-one: unseen items stay possible negatives
+            q[0] = 0.0
+            self.register_buffer("sample_prob", q / q.sum(), persistent=False)
 
     def encode_all(
         self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
@@ -76,5 +83,9 @@ class SASRecAllPos(SASRec):
         keep = targets > 0
         if not keep.any():  # a batch of rows without targets (tiny batches of split or shifted rows)
             return hidden.sum() * 0.0
-        logits = hidden[keep] @ self.item_embedding.weight.T  # [N, n_items]
-        return epoch_weighted(F.cross_entropy(logits, targets[keep]), keep.sum(), interaction, self.TARGETS)
+        h, target = hidden[keep], targets[keep]  # [N, H], [N]
+        if self.negatives:  # sampled softmax over a shared popularity draw, log-Q corrected
+            loss = sampled_softmax_loss(h, target, self.item_embedding.weight, self.sample_prob, self.negatives)
+        else:
+            loss = F.cross_entropy(h @ self.item_embedding.weight.T, target)  # [N, n_items] logits
+        return epoch_weighted(loss, keep.sum(), interaction, self.TARGETS)
