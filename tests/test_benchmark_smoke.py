@@ -253,3 +253,14 @@ def test_synthetic_library_has_its_planted_hierarchy(tmp_path, tiny):
 
     result = run("MostPop", "syn", config_dict={**tiny, "data_path": str(tmp_path), "epochs": 1})
     assert result["test_result"]["hit@50"] > 0
+
+
+def test_scale_training_row_has_the_issue_fields(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    command = [sys.executable, str(ROOT / "benchmarks" / "scale_train.py"), "--sizes", "2000", "--users", "300"]
+    command += ["--interactions", "5000", "--models", "RimiRec", "--data_path", str(tmp_path), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    fields = {"model", "n_items", "n_users", "n_interactions", "epoch_s", "peak_memory_gb", "eval_ms_per_user"}
+    assert fields | {"recall@50", "tree_ari", "device"} <= set(row)
+    assert row["n_items"] == 2000 and -1 <= row["tree_ari"] <= 1 and row["peak_memory_gb"] > 0

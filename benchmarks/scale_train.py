@@ -1,0 +1,138 @@
+"""Training and evaluation at scale on synthetic libraries with a planted hierarchy (issue: a million items).
+
+For each library size, ``benchmarks/synthetic.py`` writes a library (``--users`` users, about
+``--interactions`` interactions, the planted circles in ``<name>.item``) unless it is there already;
+then each model trains for ``--epochs`` epochs in a fresh process (so its peak memory is its own)
+with the losses that scale (sampled global softmax, bounded within-node softmax) and is tested with
+the metrics computed from its retrieved lists (no dense users x items matrix). One JSON row per run:
+``model``, ``n_items``, ``n_users``, ``n_interactions``, ``epoch_s``, ``peak_memory_gb``,
+``eval_ms_per_user``, ``recall@50``, ``tree_ari`` (RimiRec: its level-1 circles against the planted
+circles), ``device``.
+
+Example:
+    python benchmarks/scale_train.py --sizes 100000 1000000 --data_path <scratch folder> \\
+        --out benchmarks/results/scale-train-cpu.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+MODELS = {  # the settings that scale, per model
+    "RimiRec": {"global_negatives": 4096, "tower_negatives": 256, "select_budget": 0.01, "eval_from_lists": True},
+    "SASRecAllPos": {"global_negatives": 4096},
+    "ComiRecSA": {"loss_type": "SSM", "retrieval": "faiss", "eval_from_lists": True},
+}
+
+
+def recbole_tokens(folder: str, name: str) -> np.ndarray:
+    """RecBole's item tokens by id (its remap: first appearance in ``.inter``, then ``.item``; id 0 is padding)."""
+    import pandas as pd
+
+    inter = pd.read_csv(os.path.join(folder, f"{name}.inter"), sep="\t", usecols=[1], dtype=str).iloc[:, 0]
+    item = pd.read_csv(os.path.join(folder, f"{name}.item"), sep="\t", usecols=[0], dtype=str).iloc[:, 0]
+    _, uniques = pd.factorize(pd.concat([inter, item], ignore_index=True))
+    return np.r_[["[PAD]"], np.asarray(uniques, dtype=str)]
+
+
+def tree_ari(checkpoint: str, folder: str, name: str) -> float:
+    """ARI of a saved RimiRec tree's level-1 nodes against the planted circles."""
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    from recbole_rimirec.checkpoint import load_checkpoint
+
+    codes = load_checkpoint(checkpoint)["state_dict"]["tree.codes"].numpy()  # [n_items, D] by RecBole id
+    tokens = recbole_tokens(folder, name)
+    planted = pd.read_csv(os.path.join(folder, f"{name}.item"), sep="\t", dtype=str)
+    circle = dict(zip(planted.iloc[:, 0], planted.iloc[:, 1], strict=True))
+    labels = np.array([circle.get(t, "") for t in tokens[1:]])
+    return float(adjusted_rand_score(labels, codes[1:, 0]))
+
+
+def one_run(model: str, name: str, data_path: str, epochs: int, seed: int) -> dict:
+    """Trains and tests one model in this process; the row without its peak memory."""
+    import torch
+
+    from recbole_rimirec.quick_start import run
+
+    config = {
+        "data_path": data_path,
+        "epochs": epochs,
+        "seed": seed,
+        "show_progress": False,
+        "state": "WARNING",
+        "checkpoint_dir": os.path.join(data_path, "checkpoints"),
+        "eval_batch_size": 512,
+        **MODELS[model],
+    }
+    result = run(model, name, config_dict=config)
+    timings = result["timings"]
+    users = len(result.get("test_ranks") or []) or 1
+    row = {
+        "model": model,
+        "epoch_s": float(np.mean(timings["epoch_s"])) if timings["epoch_s"] else None,
+        "eval_ms_per_user": 1000.0 * timings["eval_s"] / users,
+        "recall@50": result["test_result"]["recall@50"],
+        "tree_ari": None,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "settings": MODELS[model],
+    }
+    if model == "RimiRec" and result.get("checkpoint"):
+        row["tree_ari"] = tree_ari(result["checkpoint"], os.path.join(data_path, name), name)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--interactions", type=int, default=10_000_000)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--data_path", required=True, help="where the synthetic libraries are written (large)")
+    parser.add_argument("--out", required=True, help="JSON lines, one row per run (appended)")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "NAME"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:  # the child: one run, its row on stdout's last line
+        row = one_run(args.one[0], args.one[1], args.data_path, args.epochs, args.seed)
+        row["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(json.dumps(row))
+        return 0
+    import synthetic
+
+    for n in args.sizes:
+        name = f"synthetic-{n}"
+        if not os.path.isfile(os.path.join(args.data_path, name, f"{name}.inter")):
+            synthetic.generate(args.data_path, name, n, args.users, args.interactions, seed=args.seed)
+        lines = sum(1 for _ in open(os.path.join(args.data_path, name, f"{name}.inter"))) - 1
+        for model in args.models:
+            command = [sys.executable, __file__, "--one", model, name, "--data_path", args.data_path]
+            command += ["--epochs", str(args.epochs), "--seed", str(args.seed), "--out", args.out]
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            if done.returncode != 0:
+                print(f"{model} at {n} items failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row.update(n_items=n, n_users=args.users, n_interactions=lines)
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
