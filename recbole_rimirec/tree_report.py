@@ -206,7 +206,9 @@ def plot_icicle(tree, prob: np.ndarray, path: str, title: str) -> None:
     plt.close(fig)
 
 
-def tree_report(checkpoint: str, field: str | None = None, png: str | None = None, seed: int = 0) -> dict:
+def tree_report(
+    checkpoint: str, field: str | None = None, png: str | None = None, seed: int = 0, load_item_field: bool = False
+) -> dict:
     """The whole report of a saved RimiRec run (see the module docstring).
 
     Args:
@@ -214,6 +216,8 @@ def tree_report(checkpoint: str, field: str | None = None, png: str | None = Non
         field: the category field for purity; ``None`` = the first token field the run loaded.
         png: where to write the icicle picture (``None``: no picture).
         seed: picks the user whose P(node | user) colours the picture, and the random tree.
+        load_item_field: read ``field`` from the data set's ``.item`` file even though the run did not load
+            it (ml-100k's ``class``, say); the tree, the split and the weights stay the run's.
 
     Returns:
         dict: ``dataset``, ``shape``, ``purity`` (or ``None`` without a category field), ``field``,
@@ -225,7 +229,15 @@ def tree_report(checkpoint: str, field: str | None = None, png: str | None = Non
     from recbole_rimirec.explain import _rows_of, feature_fields
     from recbole_rimirec.quick_start import load_saved
 
-    saved = load_saved(checkpoint)
+    overrides = None
+    if load_item_field and field:
+        from recbole_rimirec.checkpoint import load_checkpoint
+
+        columns = dict(load_checkpoint(checkpoint)["config"].get("load_col") or {})
+        iid = load_checkpoint(checkpoint)["config"].get("ITEM_ID_FIELD", "item_id")
+        columns["item"] = [iid, field]
+        overrides = {"load_col": columns}
+    saved = load_saved(checkpoint, overrides)
     net, config, dataset = saved["model"].eval(), saved["config"], saved["dataset"]
     if not hasattr(net, "candidates"):
         raise ConfigError(f"{checkpoint} is a {config['model']} run: tree-report reads RimiRec's tree")
@@ -301,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recbole-rimirec tree-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a saved RimiRec run")
     parser.add_argument("--field", help="item category field for purity (default: the first token field loaded)")
+    parser.add_argument(
+        "--load_item_field", action="store_true", help="read --field from the .item file even if the run did not"
+    )
     parser.add_argument("--out", help="write the report as JSON here; the picture goes beside it as .png")
     parser.add_argument("--seed", type=int, default=0, help="the pictured user and the random tree")
     options = parser.parse_args(argv)
@@ -312,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             if not options.out.endswith(".json"):
                 raise ConfigError(f"--out {options.out}: the report is written as .json")
             png = options.out[: -len(".json")] + ".png"
-        report = tree_report(options.checkpoint, options.field, png, options.seed)
+        report = tree_report(options.checkpoint, options.field, png, options.seed, options.load_item_field)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

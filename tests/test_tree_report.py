@@ -70,3 +70,14 @@ def test_tree_report_of_a_saved_run(saved, tmp_path, capsys):
         assert (tmp_path / "tree_report.png").stat().st_size > 0
     assert main(["tree-report", saved, "--field", "nope"]) == 2
     assert "--field nope: not a token item field" in capsys.readouterr().err
+
+
+def test_a_field_the_run_did_not_load_can_be_read_for_the_report(tiny, capsys):
+    from recbole_rimirec.quick_start import run
+
+    inter_only = {"load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
+    saved = run("RimiRec", "tiny", config_dict={**tiny, **TREE, **inter_only, "epochs": 1})["checkpoint"]
+    assert main(["tree-report", saved, "--field", "circle"]) == 2
+    assert "(loaded: none)" in capsys.readouterr().err
+    report = tree_report(saved, field="circle", load_item_field=True)
+    assert report["purity"][0]["nmi"] > report["purity"][0]["random_nmi"]
