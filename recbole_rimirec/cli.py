@@ -16,7 +16,13 @@ EXAMPLES = """examples:
   recbole-rimirec                                   RimiRec on ml-100k (shipped with recbole)
   recbole-rimirec -m SASRec --out result.json       a RecBole model, the result as JSON
   recbole-rimirec -m ComiRecSA -d amazon-beauty --data_path=<folder holding amazon-beauty/>
-  recbole-rimirec -m RimiRec --select_budget=0.05 --epochs=50 --config_files my.yaml"""
+  recbole-rimirec -m RimiRec --select_budget=0.05 --epochs=50 --config_files my.yaml
+  recbole-rimirec -m ComiRecSA --eval_protocol=comirec   ComiRec's protocol: users split 8:1:1, 80% in
+
+commands (each with its own --help):
+  recbole-rimirec explain CHECKPOINT --sample 3     a user's circles, their P(node | user), best items
+  recbole-rimirec tree-report CHECKPOINT            the tree's shape, purity and usefulness (+ a PNG)
+  recbole-rimirec convert amazon-books|taobao --raw DIR --out DATA_PATH   ComiRec's raw files -> atomic"""
 MAIN_KEYS = (
     "train_mode",
     "epochs",
