@@ -77,6 +77,24 @@ def load(checkpoint: str, split: str = "test"):
     return net, {"test": test, "valid": valid}[split], train._dataset, config
 
 
+class GlobalHeadSelector(torch.nn.Module):
+    """Stands in for the generator: P(node | user) = the mass the global head's softmax puts on the node.
+
+    Scores every item, so it is no serving rule: it bounds what a generator taught by the global head
+    (``generator_distill_weight``) could select.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        object.__setattr__(self, "_net", net)  # not a submodule: the model holds this selector
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        from recbole_rimirec.model.generator import node_mass_log_probs
+
+        net = self._net
+        return node_mass_log_probs((h @ net.item_embedding.weight.T).softmax(1), net.tree)
+
+
 @contextmanager
 def setting(net, **changes):
     """Changes the model's retrieval attributes for a block, then puts them back.
@@ -219,7 +237,8 @@ def analyse(
         betas: ``global_score_weight`` values, each tried with ``mixed``.
         scopes: where the alpha sweep scores: ``ceiling`` (every leaf), ``selection`` (the run's own),
             ``leaves``, ``density``, ``frontier`` (the rules at the run's budget); ``<rule>@N`` caps the
-            nodes per user at N instead of the run's ``select_max_nodes``.
+            nodes per user at N instead of the run's ``select_max_nodes``; a ``+teacher`` suffix selects
+            by the global head's mass per node instead of the generator (a bound, not a serving rule).
         decompose: run the decomposition, the sweep and the generator accuracy (else the alpha
             sweep alone, to choose a merge on quickly).
 
@@ -235,7 +254,9 @@ def analyse(
     def row(global_head=False, **changes):
         with setting(net, **changes):
             found = summary(score_users(net, test, global_head), n_items, global_head)
-        progress(json.dumps({**changes, **{k: found[k] for k in ("ndcg@10", "coverage", "library_fraction")}}))
+        progress(
+            json.dumps({**changes, **{k: found[k] for k in ("ndcg@10", "coverage", "library_fraction")}}, default=str)
+        )
         return found
 
     everything = {"selection": "leaves", "budget": 1.0, "max_nodes": net.tree.num_nodes, "backend": "exact"}
@@ -271,9 +292,12 @@ def analyse(
         "frontier": {"selection": "frontier"},
     }
     chosen_scopes = {}
-    for name in scopes:  # "<rule>" or "<rule>@<max nodes>"
-        rule, _, cap = name.partition("@")
+    for name in scopes:  # "<rule>" or "<rule>@<max nodes>", "+teacher": nodes selected by the global head's mass
+        base, teacher, _ = name.partition("+teacher")
+        rule, _, cap = base.partition("@")
         chosen_scopes[name] = {**rules[rule], **({"max_nodes": int(cap)} if cap else {})}
+        if teacher:
+            chosen_scopes[name]["generator"] = GlobalHeadSelector(net)
     scopes = chosen_scopes
     for score in scores:
         for beta in betas if score == "mixed" else [net.global_score_weight]:

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_rimirec.model.generator import TreeGenerator, distillation_loss, node_log_probs
+from recbole_rimirec.model.generator import TreeGenerator, distillation_loss, node_log_probs, node_mass_log_probs
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.itemtree import build_tree
 from recbole_rimirec.tree.tensors import TreeTensors
@@ -154,11 +154,14 @@ def test_distillation_is_smallest_when_the_generator_holds_the_teachers_leaf_mas
     probs = torch.softmax(torch.randn(3, 40, generator=g), 1)
     probs[:, 0] = 0  # padding
     probs = probs / probs.sum(1, keepdim=True)
-    mass = torch.zeros(3, tree.num_nodes).index_add_(1, tree.leaf[1:], probs[:, 1:])
-    for depth in range(tree.max_depth, 0, -1):  # a parent's mass is its children's
-        nodes = tree.level(depth)
-        mass.index_add_(1, tree.parent[nodes], mass[:, nodes] * (~tree.is_leaf[tree.parent[nodes]]).float())
-    exact = mass.clamp_min(1e-12).log()  # [3, N] log P(node) of a generator equal to the teacher
+    exact = node_mass_log_probs(probs, tree)  # [3, N] log P(node) of a generator equal to the teacher
+    # a generator's layout: the root holds everything, every parent its children's sum
+    assert torch.allclose(exact[:, 0].exp(), torch.ones(3))
+    for depth in range(1, tree.max_depth + 1):
+        for node in tree.level(depth).tolist():
+            kids = slice(int(tree.child_lo[node]), int(tree.child_hi[node]))
+            if kids.stop > kids.start:
+                assert torch.allclose(exact[:, kids].exp().sum(1), exact[:, node].exp(), atol=1e-5)
     other = node_log_probs(torch.randn(3, tree.num_nodes, generator=g), tree)
     assert distillation_loss(exact, probs, tree) <= distillation_loss(other, probs, tree) + 1e-6
 

@@ -65,6 +65,26 @@ def distillation_loss(log_p: torch.Tensor, item_probs: torch.Tensor, tree: TreeT
     return -(mass * log_p).sum(1).mean()
 
 
+def node_mass_log_probs(item_probs: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
+    """log of the mass a distribution over items puts on every node (its items' sum).
+
+    Args:
+        item_probs: [P, n_items] probabilities over items (item 0, padding, ignored).
+        tree: the tree's tensors.
+
+    Returns:
+        torch.Tensor: [P, N] log mass per node, in the generator's layout (the root holds 0 = log 1).
+    """
+    mass = torch.zeros(len(item_probs), tree.num_nodes, dtype=item_probs.dtype, device=item_probs.device)
+    mass.index_add_(1, tree.leaf[1:], item_probs[:, 1:])  # [P, N] the leaves' own mass
+    for depth in range(tree.max_depth, 0, -1):  # a parent's mass is its children's
+        nodes = tree.level(depth)
+        inner = ~tree.is_leaf[tree.parent[nodes]]
+        mass.index_add_(1, tree.parent[nodes][inner], mass[:, nodes][:, inner])
+    mass[:, 0] = 1.0
+    return mass.clamp_min(1e-30).log()
+
+
 class TreeGenerator(nn.Module):
     """Scores the tree's nodes from a user state.
 
