@@ -6,8 +6,9 @@ Example (CPU, ml-100k, 3 seeds):
 
 Each run goes through ``recbole_rimirec.quick_start.run`` (the code path of ``run_rimirec.py``)
 and is written to ``<out>/runs/<dataset>__<model>__<seed>.json`` as soon as it ends; ``--resume``
-skips runs already there. ``--time_budget`` caps each run's training time; capped runs are kept
-but marked and never enter the headline table. ``benchmarks/report.py`` (also called at the end)
+skips runs already there and continues a run cut off mid-training from its ``-last.pth``.
+``--time_budget`` caps each run's training time; capped runs are kept but marked and never enter
+the headline table. ``benchmarks/report.py`` (also called at the end)
 writes the CSV, JSON, Markdown table and PNG plots.
 """
 
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data_path", default=None, help="folder holding <dataset>/ atomic files (ml-100k needs none)")
     parser.add_argument("--out", required=True, help="results folder")
     parser.add_argument("--time_budget", type=float, default=None, help="seconds of training per run (runs are marked)")
-    parser.add_argument("--resume", action="store_true", help="skip runs whose JSON already exists")
+    parser.add_argument("--resume", action="store_true", help="skip finished runs; continue interrupted ones")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config for every run")
     parser.add_argument(
         "--model_set", nargs="*", default=[], metavar="MODEL:KEY=VALUE", help="config for one model's runs"
@@ -139,6 +140,11 @@ def main(argv=None) -> int:
         if args.resume and path.exists():
             continue
         config = {**common, **per_model.get(model, {}), "seed": seed}
+        if args.resume and "resume_from" not in config:
+            unfinished = interrupted_run(out / "checkpoints", model, dataset, config)
+            if unfinished:  # a run cut off mid-training (a session's end, say) goes on exactly where it stopped
+                print(f"resuming {dataset} {model} {seed} from {unfinished}", file=sys.stderr)
+                config["resume_from"] = unfinished
         try:
             result = run(model, dataset, config_dict=config)
         except ConfigError as err:
@@ -156,6 +162,36 @@ def main(argv=None) -> int:
         os.replace(tmp, path)
     write_report(out)
     return 0
+
+
+def interrupted_run(folder: Path, model: str, dataset: str, config: dict) -> str | None:
+    """The ``-last.pth`` of an unfinished run with these settings, if one is in ``folder``.
+
+    Args:
+        folder: the benchmark's checkpoint folder.
+        model: the model name.
+        dataset: the data set name.
+        config: the settings the run would be given (seed included).
+
+    Returns:
+        str | None: the newest matching file (its model, data set and every given setting equal).
+    """
+    from recbole_rimirec.checkpoint import load_checkpoint
+
+    wanted = {k: v for k, v in config.items() if k not in ("checkpoint_dir", "resume_from")}
+    found = []
+    for path in sorted(folder.glob(f"{model}-*-last.pth"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            state = load_checkpoint(str(path))
+        except Exception:  # a file being written, or not a plugin checkpoint: not one to resume
+            continue
+        saved = state.get("config", {})
+        given = {
+            k: v for k, v in state.get("external_config", {}).items() if k not in ("checkpoint_dir", "resume_from")
+        }
+        if saved.get("model") == model and saved.get("dataset") == dataset and given == wanted:
+            found.append(str(path))
+    return found[0] if found else None
 
 
 def _threads() -> int:

@@ -264,3 +264,25 @@ def test_scale_training_row_has_the_issue_fields(tmp_path):
     fields = {"model", "n_items", "n_users", "n_interactions", "epoch_s", "peak_memory_gb", "eval_ms_per_user"}
     assert fields | {"recall@50", "tree_ari", "device"} <= set(row)
     assert row["n_items"] == 2000 and -1 <= row["tree_ari"] <= 1 and row["peak_memory_gb"] > 0
+
+
+def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "bench"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"),
+        "--datasets", "tiny", "--models", "SASRecAllPos", "--seeds", "1",
+        "--data_path", str(DATA), "--out", str(out),
+        "--set", "epochs=3", "hidden_size=8", "inner_size=16", "n_layers=1", "n_heads=1", "MAX_ITEM_LIST_LENGTH=10",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True)
+    path = out / "runs" / "tiny__SASRecAllPos__1.json"
+    first = json.loads(path.read_text())
+    path.unlink()  # as if the run had been cut off during its last epoch: its -last.pth is there
+    done = subprocess.run(cmd + ["--resume"], check=True, cwd=tmp_path, capture_output=True, text=True)
+    assert "resuming tiny SASRecAllPos 1 from" in done.stderr
+    again = json.loads(path.read_text())
+    assert again["test_result"] == first["test_result"] and "resume_from" in again["config"]  # exactly the same
+    other = subprocess.run(
+        cmd[:-1] + ["MAX_ITEM_LIST_LENGTH=12", "--resume"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert "resuming" not in other.stderr  # other settings: a new run, not that one's continuation
