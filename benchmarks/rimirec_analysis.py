@@ -215,10 +215,10 @@ def analyse(
     budgets=BUDGETS,
     beams=BEAMS,
     alphas=(),
-    scores=("factorized",),
+    scores=None,
     split="test",
     progress=_say,
-    betas=(1.0,),
+    betas=None,
     scopes=("ceiling", "selection", "leaves", "density"),
     decompose: bool = True,
 ) -> dict:
@@ -231,10 +231,10 @@ def analyse(
         alphas: weights of log P(node | user) to try, each with every score of ``scores``, over every
             leaf, under the run's own selection and under both leaf rules at the run's budget.
         scores: ``retrieval_score`` values for the alpha sweep (``factorized``, ``prior``, ``global``,
-            ``mixed``).
+            ``mixed``); ``None``: the run's own.
         split: ``test``, or ``valid`` to choose settings on.
         progress: called with each finished row.
-        betas: ``global_score_weight`` values, each tried with ``mixed``.
+        betas: ``global_score_weight`` values, each tried with ``mixed``; ``None``: the run's own.
         scopes: where the alpha sweep scores: ``ceiling`` (every leaf), ``selection`` (the run's own),
             ``leaves``, ``density``, ``frontier`` (the rules at the run's budget); ``<rule>@N`` caps the
             nodes per user at N instead of the run's ``select_max_nodes``; a ``+teacher`` suffix selects
@@ -299,8 +299,8 @@ def analyse(
         if teacher:
             chosen_scopes[name]["generator"] = GlobalHeadSelector(net)
     scopes = chosen_scopes
-    for score in scores:
-        for beta in betas if score == "mixed" else [net.global_score_weight]:
+    for score in scores or [net.score]:
+        for beta in (betas or [net.global_score_weight]) if score == "mixed" else [net.global_score_weight]:
             for alpha in alphas:
                 for scope, changes in scopes.items():
                     found = row(alpha=alpha, score=score, global_score_weight=beta, **changes)
@@ -353,8 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", nargs="*", type=float, default=BUDGETS)
     parser.add_argument("--beams", nargs="*", type=int, default=BEAMS)
     parser.add_argument("--alphas", nargs="*", type=float, default=[], help="weights of log P(node | user) to try")
-    parser.add_argument("--scores", nargs="+", default=["factorized"], help="retrieval_score values for --alphas")
-    parser.add_argument("--betas", nargs="*", type=float, default=[1.0], help="global_score_weight values for mixed")
+    parser.add_argument("--scores", nargs="+", default=None, help="retrieval_score values for --alphas (the run's)")
+    parser.add_argument(
+        "--betas", nargs="*", type=float, default=None, help="global_score_weight values for mixed (the run's)"
+    )
     parser.add_argument("--scopes", nargs="+", default=["ceiling", "selection", "leaves", "density"])
     parser.add_argument("--alpha-sweep-only", action="store_true", help="skip the decomposition and the sweep")
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="valid: to choose settings on")

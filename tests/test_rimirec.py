@@ -113,7 +113,13 @@ def test_tree_file_round_trip_and_mismatch(small, tmp_path):
 
 @pytest.mark.parametrize("backend", ["exact", "faiss"])
 def test_hook_loses_nothing_with_global_scores_and_every_node(small, backend):
-    settings = {**small, "retrieval_score": "global", "select_budget": 1.0, "retrieval": backend}
+    settings = {
+        **small,
+        "retrieval_score": "global",
+        "select_budget": 1.0,
+        "retrieval": backend,
+        "select_method": "frontier",
+    }
     config, _, net, _, _, test = prepare(settings)
     net.eval()
     batch = next(iter(test))[0]
@@ -130,6 +136,7 @@ def test_hook_loses_nothing_with_global_scores_and_every_node(small, backend):
 def test_every_leaf_selected_gives_the_full_factorised_ranking(small):
     """select_method leaves, the whole library: the merged list is the top of alpha log P(leaf) + log softmax in it."""
     settings = {**small, "select_method": "leaves", "select_budget": 1.0, "select_max_nodes": 10_000}
+    settings["retrieval_score"] = "factorized"
     _, _, net, _, _, test = prepare({**settings, "retrieval": "exact"})
     net.eval()
     batch = next(iter(test))[0]
