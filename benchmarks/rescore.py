@@ -25,6 +25,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 KEPT = ("nodes_per_user", "library_fraction", "retrieval_ms_per_user")
 
 
+def saved_beside(record: dict, folder: Path) -> Path | None:
+    """A run's best checkpoint found in its benchmark folder (for records that name it only as ``<path>``).
+
+    Args:
+        record: the run record.
+        folder: the benchmark's ``checkpoints`` folder.
+
+    Returns:
+        Path | None: the newest best checkpoint of the same model, data set and seed.
+    """
+    from recbole_rimirec.checkpoint import load_checkpoint
+
+    files = [p for p in folder.glob(f"{record['model']}-*.pth") if not p.name.endswith("-last.pth")]
+    for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
+        config = load_checkpoint(str(path)).get("config", {})
+        if (config.get("dataset"), config.get("seed")) == (record["dataset"], record["seed"]):
+            return path
+    return None
+
+
 def rescore(record_path: Path, overrides: dict) -> dict:
     """One run's record re-scored under ``overrides`` (see the module docstring).
 
@@ -44,7 +64,7 @@ def rescore(record_path: Path, overrides: dict) -> dict:
     from recbole_rimirec.quick_start import evaluate_saved
 
     record = json.loads(record_path.read_text())
-    checkpoint = checkpoint_of(record)
+    checkpoint = checkpoint_of(record) or saved_beside(record, record_path.parent.parent / "checkpoints")
     if checkpoint is None:
         raise FileNotFoundError(f"{record_path}: checkpoint {record.get('checkpoint')} is not on this machine")
     found = evaluate_saved(str(checkpoint), overrides)

@@ -286,3 +286,21 @@ def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
         cmd[:-1] + ["MAX_ITEM_LIST_LENGTH=12", "--resume"], cwd=tmp_path, capture_output=True, text=True
     )
     assert "resuming" not in other.stderr  # other settings: a new run, not that one's continuation
+
+
+def test_rescore_writes_the_runs_record_with_new_test_figures(tmp_path):
+    out = tmp_path / "bench"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"),
+        "--datasets", "tiny", "--models", "RimiRec", "--seeds", "1",
+        "--data_path", str(DATA), "--out", str(out),
+        "--set", "epochs=1", "hidden_size=8", "inner_size=16", "n_layers=1", "n_heads=1", "tree_branching=4",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True)
+    record = out / "runs" / "tiny__RimiRec__1.json"
+    rescore = [sys.executable, str(ROOT / "benchmarks" / "rescore.py"), str(record), "--out", str(tmp_path / "again")]
+    subprocess.run(rescore + ["--set", "select_budget=1.0", "retrieval_score=global"], check=True, cwd=tmp_path)
+    first, again = json.loads(record.read_text()), json.loads((tmp_path / "again" / "runs" / record.name).read_text())
+    assert again["config"]["retrieval_score"] == "global" and again["rescored"]["set"]["select_budget"] == 1.0
+    assert again["timings"] == first["timings"] and again["library_fraction"] == 1.0
+    assert (tmp_path / "again" / "results.json").is_file()
