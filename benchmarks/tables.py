@@ -30,7 +30,8 @@ DATASETS = {"ml-100k": "ml-100k", "amazon-beauty": "Amazon Beauty", "amazon-toys
 # (label, model, result folders): the headline rows, every model at its defaults, seeds 2020-2022
 HEADLINE = {
     "ml-100k": [
-        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-stride5"]),
+        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-density"]),
+        ("RimiRec (former defaults)", "RimiRec", ["ml-100k-cpu-rimirec-stride5"]),
         ("SASRecAllPos", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
         ("GRU4Rec (RecBole)", "GRU4Rec", ["ml-100k-cpu"]),
@@ -40,7 +41,8 @@ HEADLINE = {
         ("MostPop", "MostPop", ["ml-100k-cpu"]),
     ],
     "amazon-beauty": [
-        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-stride5"]),
+        ("RimiRec (re-scored)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed"]),
+        ("RimiRec (former defaults)", "RimiRec", ["amazon-beauty-cpu-rimirec-stride5"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
@@ -49,7 +51,8 @@ HEADLINE = {
         ("MostPop", "MostPop", ["amazon-beauty-cpu"]),
     ],
     "amazon-toys": [
-        ("RimiRec", "RimiRec", ["amazon-toys-cpu"]),
+        ("RimiRec (re-scored)", "RimiRec", ["amazon-toys-cpu-rimirec-mixed"]),
+        ("RimiRec (former defaults)", "RimiRec", ["amazon-toys-cpu"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
         ("MostPop", "MostPop", ["amazon-toys-cpu"]),
     ],
@@ -57,8 +60,11 @@ HEADLINE = {
 # paired comparisons printed under each headline table: (label a, label b), a minus b
 PAIRS = (
     ("RimiRec", "SASRecAllPos"),
-    ("RimiRec", "SASRecAllPos (no shift)"),
     ("RimiRec", "SASRec (RecBole, prefix rows)"),
+    ("RimiRec (re-scored)", "SASRecAllPos"),
+    ("RimiRec (re-scored)", "SASRecAllPos (no shift)"),
+    ("RimiRec (re-scored)", "RimiRec (former defaults)"),
+    ("RimiRec", "RimiRec (former defaults)"),
 )
 
 # (data set, training rows, model, result folders): docs/training.md's table, every seed each folder holds
@@ -108,6 +114,10 @@ FOLDERS = [
     "amazon-beauty-cpu-batch350-rimirec-packed",
     "amazon-beauty-cpu-shift",
     "amazon-toys-cpu",
+    "ml-100k-cpu-rimirec-density",
+    "ml-100k-cpu-rimirec-mixed",
+    "amazon-beauty-cpu-rimirec-mixed",
+    "amazon-toys-cpu-rimirec-mixed",
 ]
 
 
