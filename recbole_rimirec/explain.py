@@ -163,8 +163,15 @@ def explain_user(net, dataset, row, top: int = 10, per_node: int = 5) -> dict:
     for level in range(1, tree.max_depth + 1):
         at = tree.level(level).cpu().numpy()
         best = at[np.argsort(-prob[at], kind="stable")[:LEVEL_TOP]]
+        inside = {a for node in nodes for a in node["path"][:-1]}  # nodes with a searched descendant
         levels[str(level)] = [
-            {"id": int(n), "prob": float(prob[n]), "size": int(hi[n] - lo[n]), "searched": searched_by(int(n))}
+            {
+                "id": int(n),
+                "prob": float(prob[n]),
+                "size": int(hi[n] - lo[n]),
+                "searched": searched_by(int(n)),
+                "partly": int(n) in inside,
+            }
             for n in best
         ]
     return {
@@ -257,11 +264,10 @@ def render(record: dict) -> str:
     for item in record["history"]:
         extra = _features(item["features"])
         out.append(f"    {item['item']:>10}  leaf {item['node']:<5} {extra}")
-    out.append("  most probable nodes per level (* = searched, itself or inside a searched node):")
+    out.append("  most probable nodes per level (* searched whole, + partly: some of its sub-circles):")
     for level, nodes in record["levels"].items():
-        shown = "   ".join(
-            f"{'*' if n['searched'] else ' '}node {n['id']} P={n['prob']:.3f} ({n['size']} items)" for n in nodes
-        )
+        mark = lambda n: "*" if n["searched"] else "+" if n["partly"] else " "  # noqa: E731
+        shown = "   ".join(f"{mark(n)}node {n['id']} P={n['prob']:.3f} ({n['size']} items)" for n in nodes)
         out.append(f"    level {level}: {shown}")
     out.append(f"  searched nodes ({record['library_fraction']:.1%} of the library), most probable first:")
     for node in record["nodes"]:

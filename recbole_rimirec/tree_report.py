@@ -194,7 +194,9 @@ def plot_icicle(tree, prob: np.ndarray, path: str, title: str) -> None:
                 linewidth=0.3,
             )
         top = nodes[np.argsort(-prob[nodes])[:3]]
-        for node in top:  # the user's three most probable nodes of the level, named
+        for node in top:  # the user's three most probable nodes of the level, named where there is room
+            if (hi[node] - lo[node]) / total < 0.025:
+                continue
             ax.text((lo[node] + hi[node]) / 2 / total, -depth, str(int(node)), ha="center", va="center", fontsize=7)
     ax.set_yticks([-d for d in range(1, len(levels) + 1)], [f"level {d}" for d in range(1, len(levels) + 1)])
     ax.set_xlim(0, 1)

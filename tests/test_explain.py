@@ -50,6 +50,8 @@ def test_explained_nodes_are_real_disjoint_and_the_models_own(saved):
         tokens = [str(dataset.id2token(dataset.iid_field, i)) for i in top_ids[0].tolist() if i > 0]
         assert [t["item"] for t in record["top"]] == tokens  # the evaluation's own list
         assert all(t["node"] in ids for t in record["top"])
+        for shown in record["levels"].values():
+            assert all(n["partly"] == any(n["id"] in m["path"][:-1] for m in record["nodes"]) for n in shown)
         for level, shown in record["levels"].items():
             assert all(int(tree.depth[n["id"]]) == int(level) for n in shown)
             assert [n["prob"] for n in shown] == sorted((n["prob"] for n in shown), reverse=True)
