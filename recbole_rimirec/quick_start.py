@@ -164,6 +164,7 @@ def run(
     net = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    trainer.item_category = item_categories(config, train_data._dataset)
     if config["resume_from"]:
         trainer.resume_checkpoint(config["resume_from"])
 
@@ -215,6 +216,31 @@ def run(
     return result
 
 
+def item_categories(config, dataset):
+    """Each item's category for Diversity@N, from ``diversity_field``, or ``None`` when it is not set.
+
+    Args:
+        config: the run's Config.
+        dataset: the built train split.
+
+    Returns:
+        np.ndarray | None: [n_items] category ids (a token-sequence field: each item's commonest token).
+
+    Raises:
+        ConfigError: when the field is not an item token field the run loaded.
+    """
+    field = config["diversity_field"]
+    if not field:
+        return None
+    from recbole_rimirec.explain import feature_fields
+    from recbole_rimirec.tree_report import category_labels
+
+    if field not in feature_fields(dataset):
+        loaded = ", ".join(feature_fields(dataset)) or "none"
+        raise ConfigError(f"diversity_field '{field}' is not an item token field of this run (loaded: {loaded})")
+    return category_labels(dataset, field)
+
+
 def load_saved(
     checkpoint: str, overrides: dict | None = None, cmd_args: list[str] | None = None, load_weights: bool = True
 ) -> dict:
@@ -252,6 +278,7 @@ def load_saved(
     splits = data_preparation(config, data)
     net = config.model_class(config, splits[0]._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    trainer.item_category = item_categories(config, splits[0]._dataset)
     if load_weights:
         trainer.load_weights(checkpoint)
     return {"config": config, "dataset": data, "splits": splits, "model": net, "trainer": trainer}

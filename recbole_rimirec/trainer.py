@@ -147,9 +147,21 @@ class SafeCheckpointMixin:
                 hits = topk[:, :-1].bool()
                 first = hits.float().argmax(dim=1)
                 self.last_ranks = torch.where(hits.any(dim=1), first, torch.full_like(first, -1))
-            return evaluate_struct(struct)
+            result = evaluate_struct(struct)
+            items = struct.get("rec.items") if self.item_category is not None else None
+            if items is not None:  # ComiRec's Diversity@N of every list (diversity_field)
+                from recbole_rimirec.data.protocol import diversity
+
+                top = items.cpu().numpy()
+                for k in self.config["topk"]:
+                    share = diversity(top[:, :k], self.item_category).mean() if k > 1 else 0.0
+                    result[f"diversity@{k}"] = round(float(share), self.config["metric_decimal_place"])
+            return result
 
         self.evaluator.evaluate = keep_ranks
+        self.item_category = None  # [n_items] category per item; set by the runner when diversity_field names one
+        if config["diversity_field"]:
+            setattr(self.eval_collector.register, "rec.items", True)  # the top-k ids, for Diversity@N
 
     def fit(self, train_data, *args, **kwargs):
         self._claim_files()

@@ -142,3 +142,11 @@ def test_a_known_dataset_is_downloaded_once_and_offline_is_one_line(tmp_path, mo
     preparation.download_known("ml-1m", folder)
     assert (tmp_path / "ml-1m" / "ml-1m.inter").is_file() and not (tmp_path / "ml-1m" / "ml-1m.zip").exists()
     preparation.download_known("no-such-recbole-dataset", folder)  # unknown names are left to the caller
+
+
+def test_diversity_field_adds_diversity_at_n(comirec):
+    result = run("SASRecAllPos", "tiny", config_dict={**comirec, "diversity_field": "circle"})
+    for k in (10, 20, 50):
+        assert 0 <= result["test_result"][f"diversity@{k}"] <= 1
+    with pytest.raises(ConfigError, match="diversity_field 'nope' is not an item token field"):
+        run("SASRecAllPos", "tiny", config_dict={**comirec, "diversity_field": "nope"})
