@@ -95,6 +95,34 @@ class GlobalHeadSelector(torch.nn.Module):
         return node_mass_log_probs((h @ net.item_embedding.weight.T).softmax(1), net.tree)
 
 
+class CentroidSelector(torch.nn.Module):
+    """Stands in for the generator: P(leaf | user) = softmax over leaves of h . centroid + log |leaf|.
+
+    The first-order estimate of the global head's log mass on a leaf, log sum_i exp(h . v_i), from the
+    mean of the leaf's item vectors: one matrix product over the leaves, as cheap as the generator
+    (an IVF coarse quantiser's rule). Internal nodes hold their leaves' sum.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        object.__setattr__(self, "_net", net)
+        tree, weight = net.tree, net.item_embedding.weight.detach()
+        sums = torch.zeros(tree.num_nodes, weight.shape[1]).index_add_(0, tree.leaf[1:], weight[1:])
+        counts = torch.bincount(tree.leaf[1:], minlength=tree.num_nodes).clamp(min=1)
+        self.leaves = tree.is_leaf.nonzero().squeeze(1)  # [n_leaves]
+        self.centroids = (sums / counts[:, None])[self.leaves]  # [n_leaves, H]
+        self.log_size = counts[self.leaves].float().log()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        from recbole_rimirec.model.generator import leaf_mass_log_probs
+
+        net = self._net
+        probs = (h @ self.centroids.T + self.log_size).softmax(1)  # [P, n_leaves]
+        mass = torch.zeros(len(h), net.tree.num_nodes, dtype=probs.dtype)
+        mass[:, self.leaves] = probs
+        return leaf_mass_log_probs(mass, net.tree)
+
+
 @contextmanager
 def setting(net, **changes):
     """Changes the model's retrieval attributes for a block, then puts them back.
@@ -238,7 +266,8 @@ def analyse(
         scopes: where the alpha sweep scores: ``ceiling`` (every leaf), ``selection`` (the run's own),
             ``leaves``, ``density``, ``frontier`` (the rules at the run's budget); ``<rule>@N`` caps the
             nodes per user at N instead of the run's ``select_max_nodes``; a ``+teacher`` suffix selects
-            by the global head's mass per node instead of the generator (a bound, not a serving rule).
+            by the global head's mass per node instead of the generator (a bound, not a serving rule),
+            ``+centroid`` by its first-order estimate from the leaves' mean item vectors.
         decompose: run the decomposition, the sweep and the generator accuracy (else the alpha
             sweep alone, to choose a merge on quickly).
 
@@ -293,11 +322,13 @@ def analyse(
     }
     chosen_scopes = {}
     for name in scopes:  # "<rule>" or "<rule>@<max nodes>", "+teacher": nodes selected by the global head's mass
-        base, teacher, _ = name.partition("+teacher")
+        base, _, selector = name.partition("+")
         rule, _, cap = base.partition("@")
         chosen_scopes[name] = {**rules[rule], **({"max_nodes": int(cap)} if cap else {})}
-        if teacher:
-            chosen_scopes[name]["generator"] = GlobalHeadSelector(net)
+        if selector:
+            chosen_scopes[name]["generator"] = {"teacher": GlobalHeadSelector, "centroid": CentroidSelector}[selector](
+                net
+            )
     scopes = chosen_scopes
     for score in scores or [net.score]:
         for beta in (betas or [net.global_score_weight]) if score == "mixed" else [net.global_score_weight]:

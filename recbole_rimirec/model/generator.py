@@ -77,6 +77,19 @@ def node_mass_log_probs(item_probs: torch.Tensor, tree: TreeTensors) -> torch.Te
     """
     mass = torch.zeros(len(item_probs), tree.num_nodes, dtype=item_probs.dtype, device=item_probs.device)
     mass.index_add_(1, tree.leaf[1:], item_probs[:, 1:])  # [P, N] the leaves' own mass
+    return leaf_mass_log_probs(mass, tree)
+
+
+def leaf_mass_log_probs(mass: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
+    """log mass per node from the mass on the leaves (a parent holds its children's sum).
+
+    Args:
+        mass: [P, N] probabilities on the leaf columns (0 elsewhere); changed in place.
+        tree: the tree's tensors.
+
+    Returns:
+        torch.Tensor: [P, N] log mass per node (the root holds 0 = log 1).
+    """
     for depth in range(tree.max_depth, 0, -1):  # a parent's mass is its children's
         nodes = tree.level(depth)
         inner = ~tree.is_leaf[tree.parent[nodes]]
