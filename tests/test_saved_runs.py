@@ -188,3 +188,19 @@ def test_a_saved_runs_item_vectors_build_a_rimirec_tree(tiny, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--export-item-vectors", sasrec["checkpoint"]]) == 2  # no --out: one line
     assert "needs --out" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_the_same_data_set_builds_a_rimirec_tree_directly(tiny, tmp_path):
+    sasrec = run("SASRecAllPos", "tiny", config_dict={**tiny, "epochs": 1})
+    tree = {**TREE, "tree_vectors": "pretrained", "tree_vectors_file": sasrec["checkpoint"], "epochs": 1}
+    tree_file = str(tmp_path / "tree.npz")
+    direct = run("RimiRec", "tiny", config_dict={**tiny, **tree, "tree_file": tree_file})
+    out = str(tmp_path / "items.npz")
+    from recbole_rimirec.quick_start import export_item_vectors
+
+    export_item_vectors(sasrec["checkpoint"], out)
+    exported = run("RimiRec", "tiny", config_dict={**tiny, **tree, "tree_vectors_file": out})
+    assert direct["test_result"] == exported["test_result"]  # the same vectors, by id or by token
+    other = {**tree, "tree_vectors_file": sasrec["checkpoint"], "tree_file": None}
+    with pytest.raises(ConfigError, match="trained on 'tiny', not 'ml-100k'"):
+        run("RimiRec", "ml-100k", config_dict={**tiny, **other, "data_path": None})

@@ -110,7 +110,7 @@ class TreeDataset(SequentialDataset):
         dim, seed = settings["vector_dim"], settings["seed"]
         start = perf_counter()
         if settings["vectors"] == "pretrained":
-            vectors = pretrained_vectors(settings["vectors_file"], tokens)[order]
+            vectors = pretrained_vectors(settings["vectors_file"], tokens, self.dataset_name)[order]
         else:
             parts = []
             if "cooccurrence" in settings["vectors"]:

@@ -107,15 +107,48 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return np.where(norm > 0, vectors / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
-def pretrained_vectors(path: str, tokens: np.ndarray) -> np.ndarray:
-    """Reads item vectors keyed by raw item token.
+def checkpoint_vectors(path: str, n_items: int, dataset_name: str | None) -> np.ndarray:
+    """Item embeddings of a plugin checkpoint trained on the same data set, rows by item id.
 
-    The file is a tab-separated text file: ``token<TAB>v1 v2 ... vd`` per line, or a ``.npz``
-    with arrays ``tokens`` (str) and ``vectors`` ([n, d]).
+    Args:
+        path: a ``.pth`` written by the plugin's trainer (its model has ``item_embedding``).
+        n_items: the data set's item id space.
+        dataset_name: the data set being built (checked against the checkpoint's).
+
+    Returns:
+        np.ndarray: [n_items, d] float64.
+
+    Raises:
+        ConfigError: for another data set, another item count, or no item embedding.
+    """
+    from recbole_rimirec.checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(path)
+    except Exception as err:  # a missing or foreign file: one line
+        raise ConfigError(f"tree_vectors_file {path} cannot be read as a checkpoint: {err}") from None
+    trained_on = state.get("config", {}).get("dataset")
+    if dataset_name is not None and trained_on != dataset_name:
+        raise ConfigError(f"tree_vectors_file {path} was trained on '{trained_on}', not '{dataset_name}'")
+    weight = state["state_dict"].get("item_embedding.weight")
+    if weight is None:
+        raise ConfigError(f"tree_vectors_file {path}: the model has no item_embedding")
+    if len(weight) != n_items:
+        raise ConfigError(f"tree_vectors_file {path} holds {len(weight)} items, the data set {n_items}")
+    return weight.double().numpy()
+
+
+def pretrained_vectors(path: str, tokens: np.ndarray, dataset_name: str | None = None) -> np.ndarray:
+    """Reads item vectors keyed by raw item token, or a checkpoint's item embeddings.
+
+    The file is a tab-separated text file: ``token<TAB>v1 v2 ... vd`` per line, a ``.npz`` with
+    arrays ``tokens`` (str) and ``vectors`` ([n, d]), or a plugin checkpoint (``.pth``) of a model
+    trained on the same data set with the same filtering (its rows are RecBole's item ids).
 
     Args:
         path: the file.
         tokens: [n_items] RecBole's raw tokens by remapped id (entry 0 is padding).
+        dataset_name: the data set being built (a checkpoint must have been trained on it).
 
     Returns:
         np.ndarray: [n_items, d] float32, L2-normalised; items absent from the file get zero rows.
@@ -123,6 +156,10 @@ def pretrained_vectors(path: str, tokens: np.ndarray) -> np.ndarray:
     Raises:
         ConfigError: for a missing file, ragged or non-finite vectors, or no token in common.
     """
+    if path.endswith(".pth"):
+        vectors = checkpoint_vectors(path, len(tokens), dataset_name).astype(np.float32)
+        vectors[0] = 0.0
+        return normalize_rows(vectors)
     try:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as data:
