@@ -202,3 +202,18 @@ def item_counts(dataset, n_items: int) -> torch.Tensor:
 
     _, flat, _ = train_sequences(dataset)
     return torch.bincount(torch.from_numpy(flat), minlength=n_items).float()
+
+
+def popularity_distribution(dataset, n_items: int) -> torch.Tensor:
+    """The popularity sampler's distribution: training counts plus one (unseen items stay possible), no padding.
+
+    Args:
+        dataset: the built train split (prefix rows).
+        n_items: size of the item id space.
+
+    Returns:
+        torch.Tensor: [n_items] probabilities, 0 for item 0.
+    """
+    q = item_counts(dataset, n_items) + 1.0
+    q[0] = 0.0
+    return q / q.sum()

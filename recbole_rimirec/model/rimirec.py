@@ -28,7 +28,7 @@ from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError, check_integer
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
-from recbole_rimirec.model.layers import item_counts, sampled_softmax_loss
+from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
@@ -119,9 +119,7 @@ class RimiRec(SequentialRecommender):
         self.global_negatives = config["global_negatives"] or 0
         self.tower_negatives = config["tower_negatives"] or 0
         if self.global_negatives:
-            q = item_counts(dataset, self.n_items) + 1.0  # add-one: unseen items stay possible negatives
-            q[0] = 0.0
-            self.register_buffer("sample_prob", q / q.sum(), persistent=False)
+            self.register_buffer("sample_prob", popularity_distribution(dataset, self.n_items), persistent=False)
         self.alpha = config["alpha"]
         self.score = config["retrieval_score"]
         self.global_score_weight = config["global_score_weight"] or 0.0

@@ -16,7 +16,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError, check_integer
-from recbole_rimirec.model.layers import item_counts, sampled_softmax_loss
+from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 
 
@@ -39,9 +39,7 @@ class SASRecAllPos(SASRec):
         self.negatives = config["global_negatives"] or 0
         if self.negatives:
             check_integer("global_negatives", self.negatives, 1)
-            q = item_counts(dataset, self.n_items) + 1.0  # add-one: unseen items stay possible negatives
-            q[0] = 0.0
-            self.register_buffer("sample_prob", q / q.sum(), persistent=False)
+            self.register_buffer("sample_prob", popularity_distribution(dataset, self.n_items), persistent=False)
 
     def encode_all(
         self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
