@@ -241,6 +241,29 @@ def item_categories(config, dataset):
     return category_labels(dataset, field)
 
 
+def saved_config(checkpoint: str, overrides: dict | None = None, cmd_args: list[str] | None = None) -> Config:
+    """The Config a saved run was trained with (its model, data set and external settings), plus overrides.
+
+    Args:
+        checkpoint: a checkpoint written by the plugin's trainer.
+        overrides: config keys to change.
+        cmd_args: ``--key=value`` strings, read as the command line's (they win over ``overrides``).
+
+    Returns:
+        Config: not yet checked.
+    """
+    from recbole_rimirec.checkpoint import load_checkpoint
+    from recbole_rimirec.distributed import DIST_KEYS
+
+    state = load_checkpoint(checkpoint)
+    saved = state["config"]
+    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in DIST_KEYS}
+    settings.update(overrides or {})
+    settings.pop("model", None)
+    settings.pop("dataset", None)
+    return Config(saved["model"], saved["dataset"], config_dict=settings, cmd_args=cmd_args)
+
+
 def load_saved(
     checkpoint: str, overrides: dict | None = None, cmd_args: list[str] | None = None, load_weights: bool = True
 ) -> dict:
@@ -260,16 +283,7 @@ def load_saved(
         dict: ``config``, ``dataset`` (the whole data set), ``splits`` (train, valid, test loaders),
         ``model`` and ``trainer``.
     """
-    from recbole_rimirec.checkpoint import load_checkpoint
-    from recbole_rimirec.distributed import DIST_KEYS
-
-    state = load_checkpoint(checkpoint)
-    saved = state["config"]
-    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in DIST_KEYS}
-    settings.update(overrides or {})
-    settings.pop("model", None)
-    settings.pop("dataset", None)
-    config = Config(saved["model"], saved["dataset"], config_dict=settings, cmd_args=cmd_args)
+    config = saved_config(checkpoint, overrides, cmd_args)
     check_config(config)  # the overrides too, before the data is read
     init_seed(config["seed"], config["reproducibility"])
     _make_dirs(config)
@@ -332,15 +346,11 @@ def export_item_vectors(checkpoint: str, out: str) -> int:
         ConfigError: when the checkpoint has no item embedding or its rows do not match the data set.
     """
     from recbole_rimirec.checkpoint import load_checkpoint
-    from recbole_rimirec.distributed import DIST_KEYS
 
-    state = load_checkpoint(checkpoint)
-    weight = state["state_dict"].get("item_embedding.weight")
+    weight = load_checkpoint(checkpoint)["state_dict"].get("item_embedding.weight")
     if weight is None:
         raise ConfigError(f"{checkpoint}: the model has no item_embedding to export")
-    saved = state["config"]
-    settings = {k: v for k, v in state.get("external_config", {}).items() if k not in {*DIST_KEYS, "model", "dataset"}}
-    config = Config(saved["model"], saved["dataset"], config_dict=settings)
+    config = saved_config(checkpoint)
     tokens = np.asarray(create_dataset(config).field2id_token[config["ITEM_ID_FIELD"]]).astype(str)
     if len(tokens) != len(weight):
         raise ConfigError(f"{checkpoint}: {len(weight)} item rows, but the data set has {len(tokens)} item ids")

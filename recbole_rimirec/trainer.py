@@ -15,8 +15,7 @@ from recbole.utils import set_color
 
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
 from recbole_rimirec.data.loaders import trim_padding
-from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.evaluation import ListCollector, list_metric_problem
+from recbole_rimirec.evaluation import ListCollector
 from recbole_rimirec.retrieval.merge import dense_scores
 
 
@@ -365,10 +364,7 @@ class RetrievalTrainer(Trainer):
         self.retrieve_k = max(config["topk"])
         self.use_retrieval = (config["retrieval"] or "full") != "full"
         self.from_lists = bool(config["eval_from_lists"]) and self.use_retrieval
-        if self.from_lists:
-            problem = list_metric_problem(config["metrics"])
-            if problem:
-                raise ConfigError(f"eval_from_lists: {problem}; drop it from metrics or set eval_from_lists: False")
+        if self.from_lists:  # the metrics it cannot compute are refused with the config (check_core_keys)
             self.eval_collector = ListCollector(config)
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         self.last_stats: dict = {}

@@ -23,11 +23,22 @@ def test_auto_backend_is_torch_on_a_gpu_and_faiss_elsewhere():
     assert resolve_backend("faiss", torch.device("cuda", 0)) == "faiss"  # a named backend is kept
 
 
-def test_bf16_autocast_trains_and_restores_the_autocast_dtype(tiny):
+def test_bf16_autocast_trains_and_restores_the_autocast_dtype(tiny, monkeypatch):
+    from recbole_rimirec.model.rimirec import RimiRec
+
+    seen = []
+    loss = RimiRec.calculate_loss
+
+    def watched(self, interaction):  # what the training step runs under
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return loss(self, interaction)
+
+    monkeypatch.setattr(RimiRec, "calculate_loss", watched)
     before = torch.get_autocast_dtype("cpu")
     torch.set_autocast_dtype("cpu", torch.float16)
     try:
         result = run("RimiRec", "tiny", config_dict={**tiny, "epochs": 1, "enable_amp": True})
+        assert seen and set(seen) == {(True, torch.bfloat16)}
         assert torch.get_autocast_dtype("cpu") == torch.float16  # bfloat16 only inside training
     finally:
         torch.set_autocast_dtype("cpu", before)
