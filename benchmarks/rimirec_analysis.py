@@ -55,11 +55,11 @@ def load(checkpoint: str, split: str = "test"):
 
     Args:
         checkpoint: a RimiRec checkpoint written by the plugin's trainer.
-        split: ``test`` or ``valid``.
+        split: ``test``, ``valid``, or ``all`` for a dict of the three loaders (``train`` too).
 
     Returns:
-        (net, loader, train_dataset, config): the model in eval mode, the split's loader, the built
-        train split and the run's Config.
+        (net, loader, train_dataset, config): the model in eval mode, the split's loader (or the dict),
+        the built train split and the run's Config.
     """
     from recbole_rimirec.checkpoint import load_checkpoint
     from recbole_rimirec.config import Config
@@ -74,7 +74,8 @@ def load(checkpoint: str, split: str = "test"):
     net = config.model_class(config, train._dataset)
     net.load_state_dict(state["state_dict"])
     net.eval()
-    return net, {"test": test, "valid": valid}[split], train._dataset, config
+    loaders = {"train": train, "test": test, "valid": valid}
+    return net, (loaders if split == "all" else loaders[split]), train._dataset, config
 
 
 class GlobalHeadSelector(torch.nn.Module):
@@ -176,10 +177,16 @@ def score_users(net, test, global_head: bool = False) -> dict:
             hit = ids == target[:, None]  # [B, K]
             rank = torch.where(hit.any(1), hit.float().argmax(1), -1)
             h = net.forward(inter[net.ITEM_SEQ], inter[net.ITEM_SEQ_LEN])
-            selected = net.select_nodes(net.generator(h))  # [B, N]
-            pos = tree.pos[target][:, None]
-            inside = selected & (pos >= tree.lo[None, :]) & (pos < tree.hi[None, :])  # [B, N]
-            holder = torch.where(inside.any(1), tree.depth[inside.float().argmax(1)], 0)
+            if net.split is not None:  # sub-clusters: the target's own sub-cluster chosen, at its leaf's depth
+                chosen = net.select_subclusters(net.generator(h), h)  # [B, C]
+                cluster = net.split.cluster[target]  # [B]
+                inside_one = chosen.gather(1, cluster[:, None]).squeeze(1)
+                holder = torch.where(inside_one, tree.depth[net.split.leaf[cluster]], 0)
+            else:
+                selected = net.select_nodes(net.generator(h))  # [B, N]
+                pos = tree.pos[target][:, None]
+                inside = selected & (pos >= tree.lo[None, :]) & (pos < tree.hi[None, :])  # [B, N]
+                holder = torch.where(inside.any(1), tree.depth[inside.float().argmax(1)], 0)
         seconds += perf_counter() - start
         ranks.append(rank)
         history.append(inter[net.ITEM_SEQ_LEN])

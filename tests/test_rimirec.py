@@ -285,3 +285,58 @@ def test_scalable_losses_train_end_to_end(small):
     assert result["test_result"]["hit@50"] > 0
     with pytest.raises(ConfigError, match="tower_negatives"):
         run("RimiRec", "tiny", config_dict={**small, "tower_negatives": 0})
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])  # sub-clusters of <= 3 items: Faiss's normaliser is exact
+def test_subclusters_rank_their_items_by_the_mixed_score_over_what_is_searched(small, backend):
+    """subcluster_size: the mixed score over the chosen sub-clusters, log Z over the searched part of each leaf."""
+    sub = {"subcluster_size": 3, "subcluster_pool": 0.5, "select_method": "density", "retrieval": backend}
+    mixed = {"retrieval_score": "mixed", "global_score_weight": 0.7, "alpha": 0.5}
+    _, _, net, _, _, test = prepare({**small, **sub, **mixed})
+    net.eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        net.build_index()
+        found = net.candidates(batch, 50)
+        top_s, top_i, nodes, items = net.retrieve(batch, 50)
+        h = net.forward(batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN])  # [B, H]
+        log_p = net.generator(h)  # [B, N]
+        split, chosen = net.split, found["chosen"]  # [B, C]
+        full = torch.full((len(h), net.n_items), float("-inf"))
+        for b in range(len(h)):
+            for leaf in split.leaf[chosen[b]].unique().tolist():
+                parts = (chosen[b] & (split.leaf == leaf)).nonzero().squeeze(1).tolist()
+                items_of = torch.cat([split.perm[int(split.lo[c]) : int(split.hi[c])] for c in parts])
+                v = net.item_embedding.weight[items_of]  # [S, H]
+                within = (net.tower.user(h[b : b + 1], torch.tensor([leaf])) @ v.T).log_softmax(1)[0]  # [S]
+                full[b, items_of] = 0.5 * log_p[b, leaf] + within + 0.7 * h[b] @ v.T
+    assert (items == chosen.long() @ split.size).all() and (items <= round(0.2 * int(net.tree.size[0]))).all()
+    assert (nodes == found["selected"].sum(1)).all()
+    expect = full.topk(50, dim=1)
+    finite = torch.isfinite(expect.values)
+    assert torch.allclose(top_s[finite], expect.values[finite], atol=1e-4)
+    assert torch.equal(top_i == -1, ~finite)
+
+
+def test_subclusters_as_large_as_the_library_change_nothing(small):
+    _, _, net, _, _, test = prepare({**small, "select_method": "density"})
+    net.eval()
+    batch = next(iter(test))[0]
+    plain = net.retrieve(batch, 20)
+    net.subcluster_size, net.subcluster_pool = 10**6, net.budget
+    net.build_index()
+    split = net.retrieve(batch, 20)
+    assert net.split is not None and all(torch.equal(a, b) for a, b in zip(plain, split, strict=True))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"subcluster_size": 0}, "subcluster_size"),
+        ({"subcluster_size": 4, "select_method": "frontier"}, "subcluster_size needs select_method"),
+        ({"subcluster_size": 4, "subcluster_pool": 0.1}, "subcluster_pool must be"),
+    ],
+)
+def test_subcluster_keys_are_checked(small, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare({**small, "select_method": "density", **bad})

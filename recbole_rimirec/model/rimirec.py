@@ -33,7 +33,14 @@ from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
-from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
+from recbole_rimirec.retrieval.selection import (
+    LEAF_ORDERS,
+    select_beam,
+    select_frontier,
+    select_leaves,
+    select_subclusters,
+)
+from recbole_rimirec.tree.subclusters import LeafSplit, split_leaves
 from recbole_rimirec.tree.tensors import TreeTensors
 
 SCORES = ("factorized", "global", "prior", "mixed")
@@ -83,6 +90,15 @@ class RimiRec(SequentialRecommender):
             raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {budget}")
         if not isinstance(max_nodes, int) or max_nodes < 1:
             raise ConfigError(f"select_max_nodes must be a positive integer, not {max_nodes}")
+        if config["subcluster_size"] is not None:
+            check_integer("subcluster_size", config["subcluster_size"], 1)
+            if selection not in LEAF_ORDERS:
+                raise ConfigError(f"subcluster_size needs select_method {' or '.join(LEAF_ORDERS)}, not '{selection}'")
+            pool = config["subcluster_pool"]
+            if not isinstance(pool, (int, float)) or not budget <= pool <= 1:
+                raise ConfigError(
+                    f"subcluster_pool must be a fraction of the library in [select_budget, 1], not {pool}"
+                )
         if config["node_conditioning"] not in CONDITIONINGS:
             raise ConfigError(
                 f"node_conditioning '{config['node_conditioning']}' is not one of {', '.join(CONDITIONINGS)}"
@@ -128,6 +144,9 @@ class RimiRec(SequentialRecommender):
         self.max_nodes = config["select_max_nodes"]
         self.selection = config["select_method"] or "frontier"
         self.beam_size = config["beam_size"]
+        self.subcluster_size = config["subcluster_size"]
+        self.subcluster_pool = config["subcluster_pool"] or self.budget
+        self.split: LeafSplit | None = None
         self.TARGETS = self.ITEM_ID + "_targets"
         self.index: NodeIndex | None = None
 
@@ -220,8 +239,20 @@ class RimiRec(SequentialRecommender):
         return (h * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
 
     def build_index(self) -> NodeIndex:
-        """Indexes the current item tower by node; called before every evaluation."""
-        self.index = NodeIndex(self.item_embedding.weight, self.tree.perm, self.tree.lo, self.tree.hi, self.backend)
+        """Indexes the current item tower by node; called before every evaluation.
+
+        With ``subcluster_size``, the leaves are first cut into k-means clusters of the current item
+        vectors (:func:`~recbole_rimirec.tree.subclusters.split_leaves`); the index then holds the
+        sub-clusters as extra nodes, ids ``N + c``, so a search can cover some parts of a leaf.
+        """
+        tree, weight = self.tree, self.item_embedding.weight
+        if self.subcluster_size and self.selection in LEAF_ORDERS:
+            self.split = split = split_leaves(weight, tree, self.subcluster_size)
+            lo, hi = torch.cat([tree.lo, split.lo]), torch.cat([tree.hi, split.hi])
+            self.index = NodeIndex(weight, split.perm, lo, hi, self.backend)
+        else:
+            self.split = None
+            self.index = NodeIndex(weight, tree.perm, tree.lo, tree.hi, self.backend)
         return self.index
 
     def select_nodes(self, log_p: torch.Tensor) -> torch.Tensor:
@@ -250,26 +281,67 @@ class RimiRec(SequentialRecommender):
 
         Returns:
             dict: ``log_p`` [B, N] log P(node | user); ``selected`` [B, N] bool; ``user``, ``node`` [M]
-            the searched pairs; ``scores``, ``ids`` [M, k] each pair's results under the merge score.
+            the searched pairs; ``scores``, ``ids`` [M, k] each pair's results under the merge score;
+            ``items`` [B] the items searched per user; with sub-clusters, ``chosen`` [B, C] bool.
         """
         if self.index is None:
             self.build_index()
         h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, H]
         log_p = self.generator(h)  # [B, N]
-        selected = self.select_nodes(log_p)  # [B, N]
-        user, node = selected.nonzero(as_tuple=True)  # [M] pairs
+        parts, extra = None, {}
+        if self.split is not None:
+            chosen = self.select_subclusters(log_p, h)  # [B, C]
+            selected = torch.zeros_like(log_p, dtype=torch.bool)
+            b, c = chosen.nonzero(as_tuple=True)  # [Q] (user, sub-cluster)
+            selected[b, self.split.leaf[c]] = True
+            user, node = selected.nonzero(as_tuple=True)  # [M] (user, leaf) pairs, sorted
+            parts = self._parts_of(b, c, user, node)  # [M, P] the pairs' sub-clusters as index node ids
+            extra = {"chosen": chosen, "items": chosen.long() @ self.split.size}
+        else:
+            selected = self.select_nodes(log_p)  # [B, N]
+            user, node = selected.nonzero(as_tuple=True)  # [M] pairs
+            extra = {"items": selected.long() @ self.tree.size}
         u = self.tower.user(h[user], node) if self.score in ("factorized", "mixed") else h[user]  # [M, H]
-        # log_z: exact over the node (exact backend) or over the top k Faiss returns (an estimate)
-        s, ids, log_z = self.index.search_with_logsumexp(u, node, k)  # [M, k], [M, k], [M]
+        # log_z: exact over what is searched (exact backend) or over the top k Faiss returns (an estimate)
+        s, ids, log_z = self.index.search_with_logsumexp(u, node, k, parts)  # [M, k], [M, k], [M]
         if self.score == "mixed":
             # (u_n + beta h) . v = u_n . v + beta h . v: one search ranks by the mixed score inside
             # the node; the normaliser log_z stays the one of u_n alone (the search above)
-            s, ids, _ = self.index.search_with_logsumexp(u + self.global_score_weight * h[user], node, k)
+            s, ids, _ = self.index.search_with_logsumexp(u + self.global_score_weight * h[user], node, k, parts)
         if self.score in ("factorized", "mixed"):
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
         elif self.score == "prior":  # the global head's score, the tree's P(node | user) as a prior
             s = self.alpha * log_p[user, node][:, None] + s
-        return {"log_p": log_p, "selected": selected, "user": user, "node": node, "scores": s, "ids": ids}
+        return {"log_p": log_p, "selected": selected, "user": user, "node": node, "scores": s, "ids": ids, **extra}
+
+    def select_subclusters(self, log_p: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The sub-clusters each user's retrieval searches (``subcluster_size``).
+
+        Args:
+            log_p: [B, N] log P(node | user).
+            h: [B, H] user states.
+
+        Returns:
+            torch.Tensor: [B, C] bool.
+        """
+        n_items = int(self.tree.size[0])
+        budget = max(1, round(self.budget * n_items))
+        pool = max(budget, round(self.subcluster_pool * n_items))
+        pool_nodes = max(self.max_nodes, round(self.max_nodes * pool / budget))  # as many leaves per item of pool
+        return select_subclusters(log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection)
+
+    def _parts_of(self, b, c, user, node) -> torch.Tensor:
+        """[M, P] the chosen sub-clusters of each (user, leaf) pair, as the index's node ids (-1 pads)."""
+        pair_key = user * self.tree.num_nodes + node  # [M] sorted (nonzero is row-major)
+        key = b * self.tree.num_nodes + self.split.leaf[c]  # [Q]
+        order = torch.argsort(key, stable=True)
+        key, c = key[order], c[order]
+        pair = torch.searchsorted(pair_key, key)  # [Q] each chosen sub-cluster's pair
+        counts = torch.bincount(pair, minlength=len(pair_key))  # [M]
+        slot = torch.arange(len(key), device=key.device) - (counts.cumsum(0) - counts)[pair]
+        parts = torch.full((len(pair_key), int(counts.max()) if len(counts) else 1), -1, device=key.device)
+        parts[pair, slot] = c + self.tree.num_nodes
+        return parts
 
     @torch.no_grad()
     def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -285,4 +357,4 @@ class RimiRec(SequentialRecommender):
         found = self.candidates(interaction, k)
         selected = found["selected"]
         merged_s, merged_i = merge_topk(*group_by_user(found["user"], found["scores"], found["ids"], len(selected)), k)
-        return merged_s, merged_i, selected.sum(1), selected.long() @ self.tree.size
+        return merged_s, merged_i, selected.sum(1), found["items"]

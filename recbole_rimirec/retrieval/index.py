@@ -71,6 +71,8 @@ class NodeIndex:
         self.perm = torch.as_tensor(perm, dtype=torch.long, device=item_vectors.device)
         self.lo = torch.as_tensor(lo, dtype=torch.long).cpu().numpy()
         self.hi = torch.as_tensor(hi, dtype=torch.long).cpu().numpy()
+        self._lo_t = torch.as_tensor(self.lo, device=item_vectors.device)  # for parts on the exact backend
+        self._hi_t = torch.as_tensor(self.hi, device=item_vectors.device)
         ordered = item_vectors.detach()[self.perm].float().contiguous()  # [n_items - 1, d] tree order
         if backend == "faiss":
             self.vectors = None
@@ -117,7 +119,7 @@ class NodeIndex:
         """
         return self.search_with_logsumexp(queries, nodes, k)[:2]
 
-    def search_with_logsumexp(self, queries: torch.Tensor, nodes: torch.Tensor, k: int):
+    def search_with_logsumexp(self, queries: torch.Tensor, nodes: torch.Tensor, k: int, parts=None):
         """:meth:`search`, plus each query's log-sum-exp of scores over its node.
 
         The exact backend scores every item of the node anyway, so its log-sum-exp is exact; the
@@ -128,13 +130,18 @@ class NodeIndex:
             queries: [M, d] query vectors.
             nodes: [M] node id of each query.
             k: results per query.
+            parts: ``None``, or [M, P] ids of nodes inside each query's node (-1 pads): the query
+                searches the union of these parts instead of its whole node.
 
         Returns:
-            (scores, ids, log_z): [M, k], [M, k] as :meth:`search`; [M] log-sum-exp.
+            (scores, ids, log_z): [M, k], [M, k] as :meth:`search`; [M] log-sum-exp over what was searched.
         """
         M = len(queries)
         if self.backend == "faiss" and M > 0:
-            scores, ids = self._search_ivf(queries, nodes.cpu().numpy(), k)
+            if parts is not None:
+                scores, ids = self._search_parts_ivf(queries, parts.cpu().numpy(), k)
+            else:
+                scores, ids = self._search_ivf(queries, nodes.cpu().numpy(), k)
             return scores, ids, torch.logsumexp(scores, dim=1)
         scores = torch.full((M, k), float("-inf"), device=queries.device)
         ids = torch.full((M, k), -1, dtype=torch.long, device=queries.device)
@@ -149,11 +156,38 @@ class NodeIndex:
             node = int(node_np[order[start]])
             lo, hi = int(self.lo[node]), int(self.hi[node])
             s = queries[rows].float() @ self.vectors[lo:hi].T  # [m, hi - lo]
+            if parts is not None:  # keep the columns inside the query's parts
+                p = parts[rows]  # [m, P]
+                col = torch.arange(lo, hi, device=queries.device)[None, None, :]  # [1, 1, hi - lo]
+                p_lo = self._lo_t[p.clamp(min=0)].masked_fill(p < 0, 0)[:, :, None]  # [m, P, 1]
+                p_hi = self._hi_t[p.clamp(min=0)].masked_fill(p < 0, 0)[:, :, None]
+                s = s.masked_fill(~((col >= p_lo) & (col < p_hi)).any(1), float("-inf"))
             top = s.topk(min(k, hi - lo), dim=1)
+            found = torch.isfinite(top.values)
             scores[rows, : top.values.shape[1]] = top.values
-            ids[rows, : top.values.shape[1]] = self.perm[top.indices + lo]
+            ids[rows, : top.values.shape[1]] = torch.where(found, self.perm[top.indices + lo], -1)
             log_z[rows] = torch.logsumexp(s, dim=1)
         return scores, ids, log_z
+
+    def _search_parts_ivf(self, queries: torch.Tensor, parts: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each query scans the inverted lists of its parts, in one ``search_preassigned`` call."""
+        x = np.ascontiguousarray(queries.detach().float().cpu().numpy())  # [M, d]
+        valid = parts >= 0  # [M, P]
+        part = np.where(valid, parts, 0)
+        first, count = self.first_list[part], np.where(valid, self.last_list[part] - self.first_list[part], 0)
+        total = count.sum(1)  # [M] lists per query
+        nprobe = max(int(total.max()), 1)
+        lists = np.full((len(x), nprobe), -1, dtype=np.int64)
+        row = np.repeat(np.arange(len(x)), count.sum(1))  # one entry per (query, list)
+        start = np.repeat(first.ravel(), count.ravel())  # each part's first list, repeated per list
+        offset = np.arange(len(start)) - np.repeat(np.cumsum(count.ravel()) - count.ravel(), count.ravel())
+        slot = np.arange(len(row)) - np.repeat(np.cumsum(total) - total, total)
+        lists[row, slot] = start + offset
+        self.index.nprobe = nprobe
+        d_, l_ = self.index.search_preassigned(x, k, lists, None)
+        device = queries.device
+        dist = np.where(l_ >= 0, d_, -np.inf).astype(np.float32)
+        return torch.from_numpy(dist).to(device), torch.from_numpy(l_).to(device)
 
     def _search_ivf(self, queries: torch.Tensor, nodes: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Scans small work in one ``search_preassigned`` call; large per-node work by BLAS."""

@@ -15,6 +15,9 @@ frontier can spend a tenth of a library on three large circles; leaves first spe
 sub-circles that hold the mass. With the whole library as the budget and no node limit, it emits
 every leaf: the model's own factorised score over the whole library, the ceiling of any selection.
 
+Sub-clusters (:func:`select_subclusters`): the generator's leaves over a wider pool, cut by the model's own
+item vectors into compact parts, the parts the user's state points at kept under the budget.
+
 Plain functions on tensors, batched over users.
 """
 
@@ -146,3 +149,73 @@ def select_leaves(
         used += size * take
         count += take.long()
     return selected
+
+
+def group_logsumexp(x: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """logsumexp of each row's columns grouped by ``group``.
+
+    Args:
+        x: [B, M] values (``-inf`` allowed).
+        group: [M] group id of each column, in ``0..n_groups-1``.
+        n_groups: G.
+
+    Returns:
+        torch.Tensor: [B, G] (``-inf`` for a group with no finite value).
+    """
+    index = group.expand(len(x), -1)  # [B, M]
+    peak = x.new_full((len(x), n_groups), float("-inf")).scatter_reduce(1, index, x, reduce="amax")
+    safe = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    sums = x.new_zeros((len(x), n_groups)).scatter_add_(1, index, (x - safe.gather(1, index)).exp())
+    return safe + sums.log()
+
+
+def select_subclusters(
+    log_probs: torch.Tensor,
+    h: torch.Tensor,
+    tree: TreeTensors,
+    split,
+    pool_items: int,
+    budget_items: int,
+    pool_max_nodes: int,
+    order: str = "density",
+) -> torch.Tensor:
+    """Two stages: the generator's leaves over a wider pool, then their best sub-clusters under the budget.
+
+    Stage 1 is :func:`select_leaves` with ``pool_items``. Stage 2 gives each sub-cluster ``c`` of a
+    pooled leaf the mass ``P(leaf | user) * P(c | leaf, user)``, where ``P(c | leaf, user)`` is a
+    softmax over the leaf's sub-clusters of ``h . centroid_c + log |c|`` (the centroid estimate of
+    the global head's mass, sound because sub-clusters are compact in the item vectors' space), and
+    takes sub-clusters in order of that mass (``leaves``) or mass per item (``density``) while the
+    running total fits ``budget_items`` (a user's first sub-cluster is always taken).
+
+    With one sub-cluster per leaf and ``pool_items == budget_items`` it selects what
+    :func:`select_leaves` does.
+
+    Args:
+        log_probs: [B, N] log P(node | user).
+        h: [B, H] user states (the global head's query).
+        tree: the tree's tensors.
+        split: a :class:`~recbole_rimirec.tree.subclusters.LeafSplit`.
+        pool_items: the most items stage 1's leaves cover.
+        budget_items: the most items the chosen sub-clusters cover.
+        pool_max_nodes: the most leaves of stage 1.
+        order: ``leaves`` or ``density``.
+
+    Returns:
+        torch.Tensor: [B, C] bool, the chosen sub-clusters.
+    """
+    leaves = select_leaves(log_probs, tree, pool_items, pool_max_nodes, order)  # [B, N]
+    log_size = split.size.clamp(min=1).float().log()  # [C]
+    estimate = h.float() @ split.centroid.T + log_size[None, :]  # [B, C]
+    share = estimate - group_logsumexp(estimate, split.leaf, tree.num_nodes).gather(
+        1, split.leaf.expand(len(h), -1)
+    )  # [B, C] log P(c | leaf, user)
+    priority = log_probs[:, split.leaf] + share
+    if order == "density":
+        priority = priority - log_size[None, :]
+    priority = priority.masked_fill(~leaves[:, split.leaf], float("-inf"))
+    ranked = priority.argsort(dim=1, descending=True)  # [B, C]
+    pooled = torch.isfinite(priority.gather(1, ranked))  # [B, C] in ranked order
+    take = (split.size[ranked].cumsum(1) <= budget_items) & pooled
+    take[:, 0] = pooled[:, 0]  # a user's first sub-cluster, whatever its size
+    return torch.zeros_like(take).scatter_(1, ranked, take)

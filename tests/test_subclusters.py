@@ -1,0 +1,123 @@
+"""Sub-clusters of the leaves: the split, the two-stage selection and the search over parts."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recbole_rimirec.model.generator import node_log_probs
+from recbole_rimirec.retrieval.index import NodeIndex
+from recbole_rimirec.retrieval.selection import LEAF_ORDERS, group_logsumexp, select_leaves, select_subclusters
+from recbole_rimirec.tree.subclusters import kmeans, split_leaves
+from tests.test_generator_selection import trees
+
+
+def vectors_for(tree, seed, dim=5):
+    return torch.randn(int(tree.size[0]) + 1, dim, generator=torch.Generator().manual_seed(seed))
+
+
+@settings(max_examples=40, deadline=None)
+@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12))
+def test_the_split_keeps_every_leaf_and_tiles_it_with_its_clusters(tree, seed, sub_size):
+    split = split_leaves(vectors_for(tree, seed), tree, sub_size)
+    n = int(tree.size[0])
+    assert sorted(split.perm.tolist()) == sorted(tree.perm.tolist())  # a permutation of the same items
+    for leaf in tree.is_leaf.nonzero().squeeze(1).tolist():
+        lo, hi = int(tree.lo[leaf]), int(tree.hi[leaf])
+        assert set(split.perm[lo:hi].tolist()) == set(tree.perm[lo:hi].tolist())  # every node keeps its items
+        mine = (split.leaf == leaf).nonzero().squeeze(1)
+        assert len(mine) <= max(1, -(-(hi - lo) // sub_size))  # at most ceil(|leaf| / sub_size) clusters
+        assert int(split.size[mine].sum()) == hi - lo
+        assert bool(((split.lo[mine] >= lo) & (split.hi[mine] <= hi)).all())
+    assert split.lo[0] == 0 and split.hi[-1] == n and bool((split.lo[1:] == split.hi[:-1]).all())  # tiles, in order
+    assert bool((split.size > 0).all())
+    for c in range(len(split.size)):  # each item's cluster is the range that holds it
+        items = split.perm[int(split.lo[c]) : int(split.hi[c])]
+        assert bool((split.cluster[items] == c).all())
+    assert split.cluster[0] == -1
+
+
+def test_kmeans_separates_well_apart_groups():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(20, 3, generator=g) * 0.1 + 5, torch.randn(20, 3, generator=g) * 0.1 - 5])
+    label = kmeans(x, 2)
+    assert len(set(label[:20].tolist())) == 1 and len(set(label[20:].tolist())) == 1 and label[0] != label[20]
+
+
+def test_group_logsumexp_matches_a_loop():
+    x = torch.tensor([[0.0, 1.0, float("-inf"), 2.0], [3.0, float("-inf"), float("-inf"), 1.0]])
+    group = torch.tensor([0, 0, 1, 2])
+    out = group_logsumexp(x, group, 4)
+    assert torch.allclose(out[0, 0], torch.logsumexp(torch.tensor([0.0, 1.0]), 0))
+    assert out[0, 1] == float("-inf") and out[0, 3] == float("-inf")  # masked and empty groups
+    assert torch.allclose(out[1], torch.tensor([3.0, float("-inf"), 1.0, float("-inf")]))
+
+
+@pytest.mark.parametrize("order", LEAF_ORDERS)
+@settings(max_examples=40, deadline=None)
+@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12), budget_frac=st.floats(0.02, 0.6))
+def test_chosen_subclusters_lie_in_the_pooled_leaves_within_the_budget(order, tree, seed, sub_size, budget_frac):
+    n = int(tree.size[0])
+    budget = max(1, int(budget_frac * n))
+    pool = min(n, 2 * budget)
+    g = torch.Generator().manual_seed(seed)
+    split = split_leaves(vectors_for(tree, seed), tree, sub_size)
+    lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
+    h = torch.randn(3, 5, generator=g)
+    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order)
+    pooled = select_leaves(lp, tree, pool, 10**6, order)
+    assert chosen.shape == (3, len(split.size))
+    for b in range(3):
+        picked = chosen[b].nonzero().squeeze(1)
+        assert len(picked) >= 1
+        assert bool(pooled[b, split.leaf[picked]].all())  # only parts of stage 1's leaves
+        assert int(split.size[picked].sum()) <= budget or len(picked) == 1  # the budget is an upper bound
+
+
+@pytest.mark.parametrize("order", LEAF_ORDERS)
+@settings(max_examples=40, deadline=None)
+@given(tree=trees, seed=st.integers(0, 50), budget_frac=st.floats(0.02, 1.0), max_nodes=st.integers(1, 30))
+def test_one_cluster_per_leaf_and_no_wider_pool_is_the_leaf_rule(order, tree, seed, budget_frac, max_nodes):
+    n = int(tree.size[0])
+    budget = max(1, int(budget_frac * n))
+    g = torch.Generator().manual_seed(seed)
+    split = split_leaves(vectors_for(tree, seed), tree, n + 1)  # every leaf whole
+    lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
+    chosen = select_subclusters(lp, torch.randn(3, 5, generator=g), tree, split, budget, budget, max_nodes, order)
+    as_leaves = torch.zeros_like(lp, dtype=torch.bool)
+    b, c = chosen.nonzero(as_tuple=True)
+    as_leaves[b, split.leaf[c]] = True
+    assert torch.equal(as_leaves, select_leaves(lp, tree, budget, max_nodes, order))
+
+
+@pytest.mark.parametrize("backend", ["faiss", "exact"])
+def test_a_search_over_parts_is_the_search_of_their_union(backend):
+    from tests.test_generator_selection import random_tree
+
+    tree = random_tree(150, 3, 20, 2, 1)
+    vectors = vectors_for(tree, 3, dim=8)
+    split = split_leaves(vectors, tree, 6)
+    N = tree.num_nodes
+    index = NodeIndex(vectors, split.perm, torch.cat([tree.lo, split.lo]), torch.cat([tree.hi, split.hi]), backend)
+    rng = np.random.default_rng(0)
+    queries, nodes, parts = [], [], []
+    for leaf in tree.is_leaf.nonzero().squeeze(1).tolist():
+        mine = (split.leaf == leaf).nonzero().squeeze(1).tolist()
+        keep = sorted(rng.choice(mine, size=rng.integers(1, len(mine) + 1), replace=False).tolist())
+        queries.append(torch.randn(8, generator=torch.Generator().manual_seed(leaf)))
+        nodes.append(leaf)
+        parts.append(keep)
+    width = max(len(p) for p in parts)
+    parts_t = torch.tensor([[c + N for c in p] + [-1] * (width - len(p)) for p in parts])
+    q, k = torch.stack(queries), 5
+    scores, ids, log_z = index.search_with_logsumexp(q, torch.tensor(nodes), k, parts_t)
+    for m, p in enumerate(parts):
+        items = torch.cat([split.perm[int(split.lo[c]) : int(split.hi[c])] for c in p])
+        s = vectors[items] @ q[m]
+        top = s.topk(min(k, len(items)))
+        assert torch.allclose(scores[m, : len(top.values)], top.values, atol=1e-5)
+        assert set(ids[m, : len(top.values)].tolist()) == set(items[top.indices].tolist())
+        assert bool((ids[m, len(top.values) :] == -1).all())
+        expected = torch.logsumexp(s if backend == "exact" else top.values, 0)  # exact, or over the top k
+        assert torch.allclose(log_z[m], expected, atol=1e-4)
