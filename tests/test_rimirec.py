@@ -319,10 +319,11 @@ def test_subclusters_rank_their_items_by_the_mixed_score_over_what_is_searched(s
 
 
 def test_subclusters_as_large_as_the_library_change_nothing(small):
-    _, _, net, _, _, test = prepare({**small, "select_method": "density"})
+    _, _, net, _, _, test = prepare({**small, "select_method": "density", "subcluster_size": None})
     net.eval()
     batch = next(iter(test))[0]
     plain = net.retrieve(batch, 20)
+    assert net.split is None
     net.subcluster_size, net.subcluster_pool = 10**6, net.budget
     net.build_index()
     split = net.retrieve(batch, 20)
@@ -333,8 +334,8 @@ def test_subclusters_as_large_as_the_library_change_nothing(small):
     "bad, message",
     [
         ({"subcluster_size": 0}, "subcluster_size"),
-        ({"subcluster_size": 4, "select_method": "frontier"}, "subcluster_size needs select_method"),
-        ({"subcluster_size": 4, "subcluster_pool": 0.1}, "subcluster_pool must be"),
+        ({"subcluster_size": 4, "subcluster_pool": 0}, "subcluster_pool must be"),
+        ({"subcluster_size": 4, "subcluster_pool": 1.5}, "subcluster_pool must be"),
     ],
 )
 def test_subcluster_keys_are_checked(small, bad, message):

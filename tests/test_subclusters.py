@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from recbole_rimirec.model.generator import node_log_probs
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, group_logsumexp, select_leaves, select_subclusters
-from recbole_rimirec.tree.subclusters import kmeans, split_leaves
+from recbole_rimirec.tree.subclusters import batched_kmeans, split_leaves
 from tests.test_generator_selection import trees
 
 
@@ -41,8 +41,13 @@ def test_the_split_keeps_every_leaf_and_tiles_it_with_its_clusters(tree, seed, s
 def test_kmeans_separates_well_apart_groups():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(20, 3, generator=g) * 0.1 + 5, torch.randn(20, 3, generator=g) * 0.1 - 5])
-    label = kmeans(x, 2)
-    assert len(set(label[:20].tolist())) == 1 and len(set(label[20:].tolist())) == 1 and label[0] != label[20]
+    pad = torch.zeros(1, 45, 3)
+    pad[0, :40] = x
+    real = torch.arange(45)[None] < 40
+    label = batched_kmeans(torch.cat([pad, pad]), torch.cat([real, real]), torch.tensor([2, 1]))
+    first = label[0]
+    assert len(set(first[:20].tolist())) == 1 and len(set(first[20:40].tolist())) == 1 and first[0] != first[20]
+    assert bool((label[:, 40:] == -1).all()) and bool((label[1, :40] == 0).all())  # padding; one cluster
 
 
 def test_group_logsumexp_matches_a_loop():

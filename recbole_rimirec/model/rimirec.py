@@ -90,15 +90,11 @@ class RimiRec(SequentialRecommender):
             raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {budget}")
         if not isinstance(max_nodes, int) or max_nodes < 1:
             raise ConfigError(f"select_max_nodes must be a positive integer, not {max_nodes}")
-        if config["subcluster_size"] is not None:
+        if config["subcluster_size"] is not None:  # used by the leaf rules only; a pool below the budget is the budget
             check_integer("subcluster_size", config["subcluster_size"], 1)
-            if selection not in LEAF_ORDERS:
-                raise ConfigError(f"subcluster_size needs select_method {' or '.join(LEAF_ORDERS)}, not '{selection}'")
             pool = config["subcluster_pool"]
-            if not isinstance(pool, (int, float)) or not budget <= pool <= 1:
-                raise ConfigError(
-                    f"subcluster_pool must be a fraction of the library in [select_budget, 1], not {pool}"
-                )
+            if not isinstance(pool, (int, float)) or not 0 < pool <= 1:
+                raise ConfigError(f"subcluster_pool must be a fraction of the library in (0, 1], not {pool}")
         if config["node_conditioning"] not in CONDITIONINGS:
             raise ConfigError(
                 f"node_conditioning '{config['node_conditioning']}' is not one of {', '.join(CONDITIONINGS)}"
@@ -145,7 +141,7 @@ class RimiRec(SequentialRecommender):
         self.selection = config["select_method"] or "frontier"
         self.beam_size = config["beam_size"]
         self.subcluster_size = config["subcluster_size"]
-        self.subcluster_pool = config["subcluster_pool"] or self.budget
+        self.subcluster_pool = config["subcluster_pool"] or 0.0  # below the budget: the budget
         self.split: LeafSplit | None = None
         self.TARGETS = self.ITEM_ID + "_targets"
         self.index: NodeIndex | None = None

@@ -14,7 +14,6 @@ tensors.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -44,41 +43,52 @@ class LeafSplit:
     cluster: torch.Tensor
 
 
-def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0) -> torch.Tensor:
-    """Lloyd's k-means with k-means++ seeding (deterministic for a seed).
+def batched_kmeans(
+    x: torch.Tensor, real: torch.Tensor, k: torch.Tensor, iters: int = 10, seed: int = 0
+) -> torch.Tensor:
+    """Lloyd's k-means on many small point sets at once (one row each, padded).
+
+    Seeding is deterministic: each row's points are ordered along one random direction (the same
+    for every row, from ``seed``) and its ``k`` first centres are the points at evenly spaced
+    quantiles of that order, so the centres start spread along the row's largest spread direction
+    more often than not.
 
     Args:
-        x: [n, H] points.
-        k: clusters wanted (at most n).
+        x: [L, S, H] points, padded.
+        real: [L, S] bool, False on padding (each row has at least one real point first).
+        k: [L] clusters wanted per row (1 <= k <= real points of the row).
         iters: Lloyd iterations.
-        seed: seed of the k-means++ draws.
+        seed: seed of the projection.
 
     Returns:
-        torch.Tensor: [n] cluster of each point, in ``0..k-1`` (a cluster may end empty).
+        torch.Tensor: [L, S] cluster of each point in ``0..k-1`` (-1 on padding); a cluster may end empty.
     """
-    n = len(x)
-    if k <= 1 or n <= 1:
-        return torch.zeros(n, dtype=torch.long, device=x.device)
-    gen = torch.Generator().manual_seed(seed)
-    centres = [x[int(torch.randint(n, (1,), generator=gen))]]
-    dist = ((x - centres[0]) ** 2).sum(1)  # [n]
-    for _ in range(1, k):
-        weights = dist.cpu().double()
-        pick = int(torch.multinomial(weights / weights.sum(), 1, generator=gen)) if weights.sum() > 0 else 0
-        centres.append(x[pick])
-        dist = torch.minimum(dist, ((x - x[pick]) ** 2).sum(1))
-    c = torch.stack(centres)  # [k, H]
-    label = torch.zeros(n, dtype=torch.long, device=x.device)
+    L, S, H = x.shape
+    K = int(k.max())
+    n = real.sum(1)  # [L]
+    direction = torch.randn(H, generator=torch.Generator().manual_seed(seed)).to(x)
+    along = (x @ direction).masked_fill(~real, float("inf"))  # [L, S] padding sorts last
+    order = along.argsort(1)  # [L, S]
+    slot = torch.arange(K, device=x.device)[None, :]  # [1, K]
+    pick = ((slot + 0.5) * n[:, None] / k[:, None]).long().clamp(max=S - 1)  # [L, K] quantile positions
+    centres = x.gather(1, order.gather(1, pick)[:, :, None].expand(L, K, H))  # [L, K, H]
+    unused = slot >= k[:, None]  # [L, K] clusters a row does not have
+    label = torch.zeros(L, S, dtype=torch.long, device=x.device)
     for _ in range(iters):
-        label = torch.cdist(x, c).argmin(1)  # [n]
-        sums = torch.zeros_like(c).index_add_(0, label, x)
-        counts = torch.bincount(label, minlength=k).to(x.dtype)
-        c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], c)  # empty: keep its centre
-    return label
+        dist = torch.cdist(x, centres).masked_fill(unused[:, None, :], float("inf"))  # [L, S, K]
+        label = dist.argmin(2)  # [L, S]
+        weight = real.to(x.dtype)[:, :, None]  # [L, S, 1]
+        sums = torch.zeros_like(centres).scatter_add_(1, label[:, :, None].expand(L, S, H), x * weight)
+        counts = torch.zeros(L, K, device=x.device, dtype=x.dtype).scatter_add_(1, label, weight[:, :, 0])
+        centres = torch.where(counts[:, :, None] > 0, sums / counts.clamp(min=1)[:, :, None], centres)
+    return label.masked_fill(~real, -1)
 
 
 def split_leaves(item_vectors: torch.Tensor, tree: TreeTensors, sub_size: int, iters: int = 10) -> LeafSplit:
     """Cuts every leaf into ``ceil(|leaf| / sub_size)`` k-means clusters of its items' vectors.
+
+    Leaves are clustered in batches of similar size (padded to the next power of two), with no
+    loop over leaves.
 
     Args:
         item_vectors: [n_items, H] the item tower (row 0 is padding).
@@ -89,40 +99,43 @@ def split_leaves(item_vectors: torch.Tensor, tree: TreeTensors, sub_size: int, i
     Returns:
         LeafSplit: the sub-clusters, in tree order.
     """
-    vectors = item_vectors.detach().float().cpu()
-    perm = tree.perm.clone().cpu()
-    lo_out, hi_out, leaf_out = [], [], []
-    leaves = tree.is_leaf.nonzero().squeeze(1)
-    for leaf, lo, hi in zip(leaves.tolist(), tree.lo[leaves].tolist(), tree.hi[leaves].tolist(), strict=True):
-        if hi <= lo:
-            continue
-        items = tree.perm[lo:hi].cpu()  # [n] the leaf's items
-        label = kmeans(vectors[items], math.ceil((hi - lo) / sub_size), iters, seed=leaf)
-        order = torch.argsort(label, stable=True)
-        perm[lo:hi] = items[order]
-        counts = torch.bincount(label).tolist()
-        start = lo
-        for count in counts:
-            if count:
-                lo_out.append(start)
-                hi_out.append(start + count)
-                leaf_out.append(leaf)
-                start += count
-    order = torch.argsort(torch.tensor(lo_out, dtype=torch.long))  # sub-clusters in tree order
-    lo_t, hi_t = torch.tensor(lo_out, dtype=torch.long)[order], torch.tensor(hi_out, dtype=torch.long)[order]
-    leaf_t = torch.tensor(leaf_out, dtype=torch.long)[order]
-    size = hi_t - lo_t  # the ranges tile the permutation: the leaves do, and each leaf's clusters tile it
-    cluster = torch.full((len(vectors),), -1, dtype=torch.long)
-    cluster[perm] = torch.repeat_interleave(torch.arange(len(size)), size)
-    centroid = torch.zeros(len(size), vectors.shape[1]).index_add_(0, cluster[perm], vectors[perm])
-    centroid = centroid / size[:, None].to(centroid.dtype)
     device = item_vectors.device
+    vectors = item_vectors.detach().float()
+    perm = tree.perm
+    n = len(perm)
+    leaves = tree.is_leaf.nonzero().squeeze(1)
+    leaves = leaves[tree.size[leaves] > 0]
+    lo, size = tree.lo[leaves], tree.size[leaves]  # [F]
+    label = torch.zeros(n, dtype=torch.long, device=device)  # each tree position's cluster inside its leaf
+    bucket = torch.ceil(torch.log2(size.float())).long()  # [F] leaves padded to 2 ** bucket
+    for b in bucket.unique().tolist():
+        rows = (bucket == b).nonzero().squeeze(1)
+        width = 1 << b
+        pos = lo[rows][:, None] + torch.arange(width, device=device)[None, :]  # [L, S] tree positions
+        real = pos < (lo[rows] + size[rows])[:, None]
+        x = vectors[perm[pos.clamp(max=n - 1)]]  # [L, S, H]
+        k = torch.clamp((size[rows] + sub_size - 1) // sub_size, min=1)
+        found = batched_kmeans(x, real, k, iters)
+        label[pos[real]] = found[real]
+    # regroup every leaf's positions by cluster: one stable sort by (leaf start, cluster)
+    leaf_of_position = tree.leaf[perm]  # [n] the leaves tile the tree order
+    key = tree.lo[leaf_of_position] * (int(label.max()) + 1) + label  # [n]
+    order = torch.argsort(key, stable=True)
+    new_perm = perm[order]
+    _, counts = torch.unique_consecutive(key[order], return_counts=True)  # the sub-clusters, in tree order
+    hi = counts.cumsum(0)
+    lo_c = hi - counts
+    cluster = torch.full((len(vectors),), -1, dtype=torch.long, device=device)
+    cluster[new_perm] = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    centroid = torch.zeros(len(counts), vectors.shape[1], device=device).index_add_(
+        0, cluster[new_perm], vectors[new_perm]
+    ) / counts[:, None].to(vectors.dtype)
     return LeafSplit(
-        perm=perm.to(device),
-        lo=lo_t.to(device),
-        hi=hi_t.to(device),
-        leaf=leaf_t.to(device),
-        centroid=centroid.to(device),
-        size=size.to(device),
-        cluster=cluster.to(device),
+        perm=new_perm,
+        lo=lo_c,
+        hi=hi,
+        leaf=leaf_of_position[lo_c],
+        centroid=centroid,
+        size=counts,
+        cluster=cluster,
     )
