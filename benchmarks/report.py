@@ -109,9 +109,20 @@ def ndcg10(ranks: np.ndarray) -> np.ndarray:
     return np.where(inside, 1.0 / np.log2(np.where(inside, ranks, 0) + 2.0), 0.0)
 
 
-def paired_bootstrap(a: list[np.ndarray], b: list[np.ndarray], n: int = 2000, seed: int = 0) -> dict:
-    """Mean over seeds of per-user NDCG@10 differences (a - b), with a 95% bootstrap interval over users."""
-    diff = np.mean([ndcg10(x) - ndcg10(y) for x, y in zip(a, b, strict=True)], axis=0)  # [U]
+def recall50(ranks: np.ndarray) -> np.ndarray:
+    return ((ranks >= 0) & (ranks < 50)).astype(float)
+
+
+def paired_bootstrap(a: list[np.ndarray], b: list[np.ndarray], n: int = 2000, seed: int = 0, metric=ndcg10) -> dict:
+    """Mean over seeds of per-user metric differences (a - b), with a 95% bootstrap interval over users.
+
+    Args:
+        a, b: per seed, each user's 0-based rank of the held-out item (-1 past the list).
+        n: bootstrap draws.
+        seed: their seed.
+        metric: per-user metric from ranks (:func:`ndcg10`, the default, or :func:`recall50`).
+    """
+    diff = np.mean([metric(x) - metric(y) for x, y in zip(a, b, strict=True)], axis=0)  # [U]
     rng = np.random.default_rng(seed)
     means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n)])
     return {

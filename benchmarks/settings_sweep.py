@@ -75,7 +75,7 @@ def main(argv=None) -> None:
     net, loader, _, config = load(args.checkpoint, args.split)
     n_items = int(net.tree.size[0])
     rows = []
-    combos = [{}] + [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    combos = [{}] + ([dict(zip(grid, v, strict=True)) for v in itertools.product(*grid.values())] if grid else [])
     for combo in combos:
         keys = {**base, **combo}
         start = perf_counter()

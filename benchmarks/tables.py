@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import flat_row, load_run, paired_bootstrap, run_files, save_valid_curves  # noqa: E402
+from report import flat_row, load_run, paired_bootstrap, recall50, run_files, save_valid_curves  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -30,8 +30,8 @@ DATASETS = {"ml-100k": "ml-100k", "amazon-beauty": "Amazon Beauty", "amazon-toys
 # (label, model, result folders): the headline rows, every model at its defaults, seeds 2020-2022
 HEADLINE = {
     "ml-100k": [
-        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-density"]),
-        ("RimiRec (former defaults)", "RimiRec", ["ml-100k-cpu-rimirec-stride5"]),
+        ("RimiRec (re-scored)", "RimiRec", ["ml-100k-cpu-rimirec-subclusters"]),
+        ("RimiRec (whole leaves)", "RimiRec", ["ml-100k-cpu-rimirec-density"]),
         ("SASRecAllPos", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
         ("GRU4Rec (RecBole)", "GRU4Rec", ["ml-100k-cpu"]),
@@ -41,8 +41,8 @@ HEADLINE = {
         ("MostPop", "MostPop", ["ml-100k-cpu"]),
     ],
     "amazon-beauty": [
-        ("RimiRec (re-scored)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed"]),
-        ("RimiRec (former defaults)", "RimiRec", ["amazon-beauty-cpu-rimirec-stride5"]),
+        ("RimiRec (re-scored)", "RimiRec", ["amazon-beauty-cpu-rimirec-subclusters"]),
+        ("RimiRec (whole leaves)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
@@ -51,20 +51,18 @@ HEADLINE = {
         ("MostPop", "MostPop", ["amazon-beauty-cpu"]),
     ],
     "amazon-toys": [
-        ("RimiRec (re-scored)", "RimiRec", ["amazon-toys-cpu-rimirec-mixed"]),
-        ("RimiRec (former defaults)", "RimiRec", ["amazon-toys-cpu"]),
+        ("RimiRec (re-scored)", "RimiRec", ["amazon-toys-cpu-rimirec-subclusters"]),
+        ("RimiRec (whole leaves)", "RimiRec", ["amazon-toys-cpu-rimirec-mixed"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
         ("MostPop", "MostPop", ["amazon-toys-cpu"]),
     ],
 }
 # paired comparisons printed under each headline table: (label a, label b), a minus b
 PAIRS = (
-    ("RimiRec", "SASRecAllPos"),
-    ("RimiRec", "SASRec (RecBole, prefix rows)"),
     ("RimiRec (re-scored)", "SASRecAllPos"),
     ("RimiRec (re-scored)", "SASRecAllPos (no shift)"),
-    ("RimiRec (re-scored)", "RimiRec (former defaults)"),
-    ("RimiRec", "RimiRec (former defaults)"),
+    ("RimiRec (re-scored)", "SASRec (RecBole, prefix rows)"),
+    ("RimiRec (re-scored)", "RimiRec (whole leaves)"),
 )
 
 # (data set, training rows, model, result folders): docs/training.md's table, every seed each folder holds
@@ -118,6 +116,9 @@ FOLDERS = [
     "ml-100k-cpu-rimirec-mixed",
     "amazon-beauty-cpu-rimirec-mixed",
     "amazon-toys-cpu-rimirec-mixed",
+    "ml-100k-cpu-rimirec-subclusters",
+    "amazon-beauty-cpu-rimirec-subclusters",
+    "amazon-toys-cpu-rimirec-subclusters",
 ]
 
 
@@ -186,20 +187,21 @@ def paired_line(a: str, runs_a: list[dict], b: str, runs_b: list[dict]) -> str:
         runs_b: its runs.
 
     Returns:
-        str: a Markdown bullet, ``a - b`` with its 95% bootstrap interval over users.
+        str: a Markdown bullet, ``a - b`` in NDCG@10 and Recall@50 with 95% bootstrap intervals over users.
     """
     seeds_b = {r["seed"]: r for r in runs_b}
     pairs = [(r, seeds_b[r["seed"]]) for r in runs_a if r["seed"] in seeds_b and r.get("test_ranks")]
     pairs = [(x, y) for x, y in pairs if y.get("test_ranks")]
     if not pairs:
         return ""
-    boot = paired_bootstrap(
-        [np.asarray(x["test_ranks"]) for x, _ in pairs], [np.asarray(y["test_ranks"]) for _, y in pairs]
-    )
+    ranks_a, ranks_b = [np.asarray(x["test_ranks"]) for x, _ in pairs], [np.asarray(y["test_ranks"]) for _, y in pairs]
+    boot = paired_bootstrap(ranks_a, ranks_b)
+    recall = paired_bootstrap(ranks_a, ranks_b, metric=recall50)
     seeds = ", ".join(str(x["seed"]) for x, _ in pairs)
     return (
-        f"- {a} minus {b}, test NDCG@10 paired over users and seeds {seeds}: {boot['mean']:+.4f} "
-        f"(95% interval {boot['low']:+.4f} to {boot['high']:+.4f})"
+        f"- {a} minus {b}, test, paired over users and seeds {seeds}: NDCG@10 {boot['mean']:+.4f} "
+        f"({boot['low']:+.4f} to {boot['high']:+.4f}), Recall@50 {recall['mean']:+.4f} "
+        f"({recall['low']:+.4f} to {recall['high']:+.4f}), 95% intervals"
     )
 
 
