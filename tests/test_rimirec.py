@@ -133,9 +133,11 @@ def test_hook_loses_nothing_with_global_scores_and_every_node(small, backend):
     assert torch.isclose(plain.gather(1, top_i), expect.values, atol=1e-5).all()
 
 
-def test_every_leaf_selected_gives_the_full_factorised_ranking(small):
+@pytest.mark.parametrize("subcluster_size", [None, 3])  # sub-clusters: every part of every leaf chosen
+def test_every_leaf_selected_gives_the_full_factorised_ranking(small, subcluster_size):
     """select_method leaves, the whole library: the merged list is the top of alpha log P(leaf) + log softmax in it."""
     settings = {**small, "select_method": "leaves", "select_budget": 1.0, "select_max_nodes": 10_000}
+    settings["subcluster_size"] = subcluster_size
     settings["retrieval_score"] = "factorized"
     _, _, net, _, _, test = prepare({**settings, "retrieval": "exact"})
     net.eval()
@@ -151,6 +153,9 @@ def test_every_leaf_selected_gives_the_full_factorised_ranking(small):
             s = u @ net.item_embedding.weight[items_of].T  # [B, |leaf|]
             full[:, items_of] = net.alpha * log_p[:, leaf : leaf + 1] + s.log_softmax(1)
     assert (items == int(net.tree.size[0])).all() and (nodes == int(net.tree.is_leaf.sum())).all()
+    assert (net.split is not None) == (subcluster_size is not None)
+    if subcluster_size:
+        assert len(net.split.size) > int(net.tree.is_leaf.sum())  # leaves really cut into parts
     expect = full.topk(50, dim=1)
     assert torch.allclose(top_s, expect.values, atol=1e-4)
     assert torch.allclose(full.gather(1, top_i), expect.values, atol=1e-4)
