@@ -42,7 +42,7 @@ HEADLINE = {
     ],
     "amazon-beauty": [
         ("RimiRec (re-scored)", "RimiRec", ["amazon-beauty-cpu-rimirec-subclusters"]),
-        ("RimiRec (whole leaves)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed"]),
+        ("RimiRec (whole leaves)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed", "amazon-beauty-cpu-rimirec-density"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
@@ -52,7 +52,7 @@ HEADLINE = {
     ],
     "amazon-toys": [
         ("RimiRec (re-scored)", "RimiRec", ["amazon-toys-cpu-rimirec-subclusters"]),
-        ("RimiRec (whole leaves)", "RimiRec", ["amazon-toys-cpu-rimirec-mixed"]),
+        ("RimiRec (whole leaves)", "RimiRec", ["amazon-toys-cpu-rimirec-mixed", "amazon-toys-cpu-rimirec-density"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
         ("MostPop", "MostPop", ["amazon-toys-cpu"]),
     ],
@@ -116,6 +116,8 @@ FOLDERS = [
     "ml-100k-cpu-rimirec-mixed",
     "amazon-beauty-cpu-rimirec-mixed",
     "amazon-toys-cpu-rimirec-mixed",
+    "amazon-beauty-cpu-rimirec-density",
+    "amazon-toys-cpu-rimirec-density",
     "ml-100k-cpu-rimirec-subclusters",
     "amazon-beauty-cpu-rimirec-subclusters",
     "amazon-toys-cpu-rimirec-subclusters",
