@@ -41,6 +41,7 @@ from run import portable  # noqa: E402
 
 from recbole_rimirec.data.loaders import packing_of  # noqa: E402
 from recbole_rimirec.model.generator import node_log_probs, node_mass_log_probs  # noqa: E402
+from recbole_rimirec.retrieval.selection import group_logsumexp  # noqa: E402
 
 HEADS = ["trained", "linear:leaf", "linear:mass", "mixture:leaf", "mixture:mass", "mlp:leaf"]
 
@@ -145,11 +146,7 @@ class PrototypeHead(nn.Module):
 
         net = self._net
         logits = h @ self.centres.T + self.log_n  # [P, C]
-        per_leaf = torch.full((len(h), len(self.leaves)), float("-inf"))
-        per_leaf = per_leaf.scatter_reduce(1, self.owner.expand(len(h), -1), logits, reduce="amax")
-        shifted = (logits - per_leaf.gather(1, self.owner.expand(len(h), -1))).exp()
-        sums = torch.zeros_like(per_leaf).scatter_add_(1, self.owner.expand(len(h), -1), shifted)
-        log_mass = per_leaf + sums.log()  # [P, n_leaves] logsumexp over each leaf's prototypes
+        log_mass = group_logsumexp(logits, self.owner, len(self.leaves))  # [P, n_leaves] over each leaf's prototypes
         if self.blend:
             log_mass = (1 - self.blend) * log_mass + self.blend * self._generator(h)[:, self.leaves]
         mass = torch.zeros(len(h), net.tree.num_nodes)

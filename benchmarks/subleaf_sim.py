@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from rimirec_analysis import load, metrics  # noqa: E402
 from run import portable  # noqa: E402
 
+from recbole_rimirec.retrieval.selection import group_logsumexp  # noqa: E402
+
 
 def subclusters(net, sub_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Each item's sub-cluster inside its leaf, by k-means of the learned item vectors.
@@ -69,24 +71,6 @@ def subclusters(net, sub_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.
         owner += [leaf] * m
         next_id += m
     return cluster, torch.as_tensor(owner)
-
-
-def group_logsumexp(x: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """logsumexp of each row's columns grouped by ``group``.
-
-    Args:
-        x: [B, M] values (``-inf`` for masked columns).
-        group: [M] group id of each column.
-        n_groups: G.
-
-    Returns:
-        torch.Tensor: [B, G] (``-inf`` for empty groups).
-    """
-    index = group.expand(len(x), -1)
-    peak = torch.full((len(x), n_groups), float("-inf")).scatter_reduce(1, index, x, reduce="amax")
-    safe = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-    sums = torch.zeros(len(x), n_groups).scatter_add_(1, index, (x - safe.gather(1, index)).exp())
-    return safe + sums.log()
 
 
 @torch.no_grad()

@@ -178,7 +178,7 @@ class NodeIndex:
         total = count.sum(1)  # [M] lists per query
         nprobe = max(int(total.max()), 1)
         lists = np.full((len(x), nprobe), -1, dtype=np.int64)
-        row = np.repeat(np.arange(len(x)), count.sum(1))  # one entry per (query, list)
+        row = np.repeat(np.arange(len(x)), total)  # one entry per (query, list)
         start = np.repeat(first.ravel(), count.ravel())  # each part's first list, repeated per list
         offset = np.arange(len(start)) - np.repeat(np.cumsum(count.ravel()) - count.ravel(), count.ravel())
         slot = np.arange(len(row)) - np.repeat(np.cumsum(total) - total, total)
