@@ -11,6 +11,7 @@ figures (tested).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from recbole.evaluator import Collector
 from recbole.evaluator.register import metric_information
@@ -38,6 +39,55 @@ def topk_hits(top_ids: torch.Tensor, positive_u: torch.Tensor, positive_i: torch
     hits = torch.isin(rows * n + ids, keys) & (ids > 0)  # [B, k]
     pos_len = torch.bincount(torch.div(keys, n, rounding_mode="floor"), minlength=B)[:B]
     return torch.cat([hits.int(), pos_len[:, None].int()], 1)
+
+
+def hit_record(topk: torch.Tensor) -> dict:
+    """Per user, where the hits fell and how many targets there were: enough to recompute any top-k metric.
+
+    Args:
+        topk: [U, K + 1] RecBole's ``rec.topk`` (hit flags at ranks 1..K, then the positives' count).
+
+    Returns:
+        dict: ``ranks`` (per user, the 0-based ranks of the hits, ascending) and ``positives``
+        (per user, the number of targets).
+    """
+    hits = topk[:, :-1].bool().cpu()  # [U, K]
+    return {
+        "ranks": [torch.nonzero(row).flatten().tolist() for row in hits],
+        "positives": topk[:, -1].cpu().tolist(),
+    }
+
+
+def user_metric(ranks: list[list[int]], positives: list[int], metric: str) -> np.ndarray:
+    """Each user's Recall@k, Hit@k or NDCG@k from a :func:`hit_record`, as RecBole defines them.
+
+    Recall@k is the hits in the top k over the targets, Hit@k whether there is one, and NDCG@k the
+    DCG of the hits over the DCG of min(targets, k) hits at the top (so the mean over users is
+    RecBole's figure, before its rounding).
+
+    Args:
+        ranks: per user, the 0-based ranks of the hits.
+        positives: per user, the number of targets (at least one).
+        metric: ``recall@k``, ``hit@k`` or ``ndcg@k``.
+
+    Returns:
+        np.ndarray: [U] the metric per user.
+    """
+    name, _, cut = metric.lower().partition("@")
+    k = int(cut)
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)  # [k]
+    out = np.zeros(len(ranks))
+    for u, (mine, p) in enumerate(zip(ranks, positives, strict=True)):
+        inside = [r for r in mine if r < k]
+        if name == "recall":
+            out[u] = len(inside) / p
+        elif name == "hit":
+            out[u] = float(bool(inside))
+        elif name == "ndcg":
+            out[u] = discount[inside].sum() / discount[: min(p, k)].sum()
+        else:
+            raise ValueError(f"metric '{metric}' is not recall@k, hit@k or ndcg@k")
+    return out
 
 
 def list_metric_problem(metrics: list[str]) -> str | None:

@@ -17,8 +17,9 @@ from recbole.utils import init_logger, init_seed
 from recbole_rimirec.checkpoint import plain
 from recbole_rimirec.config import Config, check_core_keys, check_metrics, check_types, unknown_keys
 from recbole_rimirec.data.loaders import all_positions_batch_targets
-from recbole_rimirec.data.preparation import create_dataset, data_preparation, train_mode_of
+from recbole_rimirec.data.preparation import create_dataset, data_preparation, protocol_of, train_mode_of
 from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.evaluation import hit_record
 from recbole_rimirec.trainer import TrainingBudgetExhausted
 from recbole_rimirec.utils import get_trainer
 
@@ -139,7 +140,9 @@ def run(
         training seconds up to the best validation; after a resume from a best checkpoint, ``epochs``,
         ``epoch_s`` and the time cover the epochs since the resume, ``valid_curve``: the valid score after each
         validation with the epochs and training seconds behind it), ``checkpoint``, ``last_checkpoint``,
-        ``time_capped``, ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk),
+        ``time_capped``, ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk;
+        under ``eval_protocol: comirec`` the first hit's), ``test_hits`` (``eval_protocol: comirec`` only: per
+        test user every hit's 0-based rank and the number of targets, ``evaluation.hit_record``),
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
@@ -210,6 +213,8 @@ def run(
     }
     if trainer.last_ranks is not None:  # per test user: 0-based rank of the target, -1 past max topk
         result["test_ranks"] = trainer.last_ranks.tolist()
+    if trainer.last_topk is not None and protocol_of(config) == "comirec":  # several targets: every hit's rank
+        result["test_hits"] = hit_record(trainer.last_topk)
     extra = getattr(trainer, "extra_results", None)
     if extra is not None:
         result.update(plain(extra()))
@@ -323,6 +328,8 @@ def evaluate_saved(
     out = {"result": _metrics(result)}
     if trainer.last_ranks is not None:  # as run()'s test_ranks: a saved run can enter a paired bootstrap
         out[f"{split}_ranks"] = trainer.last_ranks.tolist()
+    if trainer.last_topk is not None and protocol_of(saved["config"]) == "comirec":
+        out[f"{split}_hits"] = hit_record(trainer.last_topk)
     extra = getattr(trainer, "extra_results", None)
     if extra is not None:
         out.update(plain(extra()))

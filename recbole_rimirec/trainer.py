@@ -131,6 +131,7 @@ class SafeCheckpointMixin:
         self._fit_start: float | None = None
         self.elapsed_before = 0.0  # training seconds of the processes this run resumed from
         self.last_ranks: torch.Tensor | None = None
+        self.last_topk: torch.Tensor | None = None  # [U, K + 1] the last evaluation's rec.topk
         self._pending_loader_state: dict | None = None
         self.epochs_done = 0
         self._own_file: str | None = None  # claimed by the first fit(), or the resumed run's file
@@ -146,6 +147,7 @@ class SafeCheckpointMixin:
                 hits = topk[:, :-1].bool()
                 first = hits.float().argmax(dim=1)
                 self.last_ranks = torch.where(hits.any(dim=1), first, torch.full_like(first, -1))
+                self.last_topk = topk.cpu()
             result = evaluate_struct(struct)
             items = struct.get("rec.items") if self.item_category is not None else None
             if items is not None:  # ComiRec's Diversity@N of every list (diversity_field)

@@ -12,7 +12,7 @@ from recbole_rimirec.config import Config
 from recbole_rimirec.data.preparation import create_dataset, data_preparation
 from recbole_rimirec.data.protocol import TARGETS_FIELD, cut_point, diversity, protocol_rows, split_users
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.evaluation import topk_hits
+from recbole_rimirec.evaluation import hit_record, topk_hits, user_metric
 from recbole_rimirec.quick_start import run
 from tests.conftest import DATA
 
@@ -76,6 +76,24 @@ def test_recboles_metrics_over_a_target_set_are_comirecs_hand_worked():
     assert result["ndcg@4"] == pytest.approx(round(dcg / idcg / 2, 4))
 
 
+def test_per_user_metrics_from_the_hit_record_are_hand_worked():
+    top = torch.tensor([[5, 3, 9, 1], [2, 4, 6, 8]])
+    positive_u, positive_i = torch.tensor([0, 0, 0, 1]), torch.tensor([3, 1, 7, 10])  # as above
+    record = hit_record(topk_hits(top, positive_u, positive_i, 4))
+    assert record == {"ranks": [[1, 3], []], "positives": [3, 1]}
+    ranks, positives = record["ranks"], record["positives"]
+    assert user_metric(ranks, positives, "recall@4").tolist() == pytest.approx([2 / 3, 0])
+    assert user_metric(ranks, positives, "recall@2").tolist() == pytest.approx([1 / 3, 0])
+    assert user_metric(ranks, positives, "hit@1").tolist() == [0, 0]
+    dcg, idcg = 1 / math.log2(3) + 1 / math.log2(5), 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert user_metric(ranks, positives, "ndcg@4").tolist() == pytest.approx([dcg / idcg, 0])
+    assert user_metric(ranks, positives, "ndcg@2").tolist() == pytest.approx(
+        [(1 / math.log2(3)) / (1 + 1 / math.log2(3)), 0]
+    )
+    with pytest.raises(ValueError, match="mrr@4"):
+        user_metric(ranks, positives, "mrr@4")
+
+
 def test_diversity_is_the_share_of_pairs_in_different_categories():
     category = np.array([0, 1, 1, 2, 3])
     assert diversity(np.array([[1, 2, 3, 4]]), category).tolist() == [5 / 6]  # only (1, 2) share a category
@@ -105,6 +123,10 @@ def test_every_sequential_model_runs_under_the_protocol(comirec, model):
     extra = {"tree_branching": 8, "tree_leaf_size": 10, "tree_vector_dim": 16} if model == "RimiRec" else {}
     result = run(model, "tiny", config_dict={**comirec, **extra})
     assert {"recall@20", "recall@50", "hit@20", "hit@50", "ndcg@20", "ndcg@50"} <= set(result["test_result"])
+    hits = result["test_hits"]  # per user: the means are RecBole's figures, so a paired bootstrap can use them
+    for metric in ("recall@20", "hit@50", "ndcg@20", "ndcg@50"):
+        mean = user_metric(hits["ranks"], hits["positives"], metric).mean()
+        assert mean == pytest.approx(result["test_result"][metric], abs=6e-5)
 
 
 def test_protocol_mistakes_are_one_line(comirec):
