@@ -2,6 +2,8 @@
 
 Run alone to rebuild a report: python benchmarks/report.py benchmarks/results/<name>
 Under leave-one-out there is one target per user, so Recall@K equals Hit@K: the tables show Recall.
+Runs under ``eval_protocol: comirec`` (several targets per user) get ComiRec's columns (Recall, Hit
+and NDCG at 20 and 50) and paired intervals from each user's figures (``test_hits``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ["recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50"]
+COMIREC_METRICS = ["recall@20", "recall@50", "hit@20", "hit@50", "ndcg@20", "ndcg@50"]
+PROTOCOLS = {  # per eval_protocol: the table's columns, the paired comparisons' metrics, the caption
+    "leave_one_out": (METRICS, ("ndcg@10",), "leave-one-out, full ranking"),
+    "comirec": (
+        COMIREC_METRICS,
+        ("ndcg@20", "recall@50"),
+        "ComiRec's protocol: users split 8:1:1, a held-out user's first 80% in, the rest as targets; full ranking",
+    ),
+}
+ALL_METRICS = list(dict.fromkeys(METRICS + COMIREC_METRICS))
 BAR_MODELS = ("SASRecAllPos", "SASRec")  # the SASRec-CE bar: the better path that ran uncapped
 
 
@@ -95,13 +107,38 @@ def flat_row(run: dict) -> dict:
         "eval_s": t["eval_s"],
         "time_capped": run.get("time_capped", False),
         "device": run.get("device", "cpu"),
+        "eval_protocol": protocol_of_run(run),
     }
-    for m in METRICS:
+    for m in ALL_METRICS:
         row[m] = run["test_result"].get(m)
     row["valid_ndcg@10"] = (run.get("best_valid_result") or {}).get("ndcg@10")
     for key in ("nodes_per_user", "library_fraction", "retrieval_ms_per_user", "torch_threads"):
         row[key] = run.get(key)
     return row
+
+
+def protocol_of_run(run: dict) -> str:
+    """A run's ``eval_protocol`` (runs made before the key existed are leave-one-out)."""
+    return (run.get("config") or {}).get("eval_protocol") or "leave_one_out"
+
+
+def user_values(run: dict, metric: str) -> np.ndarray:
+    """Each test user's ``recall@k``, ``hit@k`` or ``ndcg@k`` in a run: from ``test_hits`` where the run has
+    several targets per user, else from ``test_ranks`` (one target: Recall@k = Hit@k).
+
+    Args:
+        run: a run JSON.
+        metric: e.g. ``ndcg@10``.
+
+    Returns:
+        np.ndarray: [U] per test user, in the run's user order.
+    """
+    from recbole_rimirec.evaluation import user_metric
+
+    if run.get("test_hits"):
+        return user_metric(run["test_hits"]["ranks"], run["test_hits"]["positives"], metric)
+    ranks = np.asarray(run["test_ranks"])
+    return user_metric([[r] if r >= 0 else [] for r in ranks.tolist()], [1] * len(ranks), metric)
 
 
 def ndcg10(ranks: np.ndarray) -> np.ndarray:
@@ -135,13 +172,14 @@ def paired_bootstrap(a: list[np.ndarray], b: list[np.ndarray], n: int = 2000, se
 def aggregate(rows: list[dict]) -> dict:
     groups = defaultdict(list)
     for r in rows:
-        groups[(r["dataset"], r["model"])].append(r)
+        groups[(r["dataset"], r["model"])].append(r)  # a folder holds one protocol
     out = {}
     for (dataset, model), rs in groups.items():
         entry = {"seeds": len(rs), "time_capped": any(r["time_capped"] for r in rs)}
+        entry["eval_protocol"] = rs[0].get("eval_protocol") or "leave_one_out"
         keys = ["s_per_epoch", "train_s", "time_to_best_s", "epochs", "eval_s", "library_fraction"]
         keys += ["retrieval_ms_per_user", "torch_threads"]
-        for key in METRICS + keys:
+        for key in ALL_METRICS + keys:
             vals = [r[key] for r in rs if r.get(key) is not None]
             if vals:
                 entry[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
@@ -154,19 +192,22 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
     datasets = sorted({k.split("/")[0] for k in agg})
     for dataset in datasets:
         models = {k.split("/", 1)[1]: v for k, v in agg.items() if k.startswith(dataset + "/")}
-        lines.append(f"**{dataset}** ({device}, test split, leave-one-out, full ranking; mean ± std over seeds)")
+        protocol = next(iter(models.values())).get("eval_protocol", "leave_one_out")
+        columns, compared, caption = PROTOCOLS[protocol]
+        lines.append(f"**{dataset}** ({device}, test split, {caption}; mean ± std over seeds)")
         lines.append("")
-        header = ["model", "seeds"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in METRICS]
+        header = ["model", "seeds"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in columns]
+        header = [h.replace("hit", "Hit") for h in header]
         header += ["epochs", "s/epoch", "s to best valid", "train s"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         best = {}
-        for m in METRICS:
+        for m in columns:
             vals = [v[m]["mean"] for v in models.values() if m in v and not v["time_capped"]]
             best[m] = max(vals) if vals else None
-        for model, v in sorted(models.items(), key=lambda kv: -kv[1].get("ndcg@10", {"mean": 0})["mean"]):
+        for model, v in sorted(models.items(), key=lambda kv: -kv[1].get(compared[0], {"mean": 0})["mean"]):
             cells = [model + (" (time-capped)" if v["time_capped"] else ""), str(v["seeds"])]
-            for m in METRICS:
+            for m in columns:
                 if m not in v:
                     cells.append("")
                     continue
@@ -182,14 +223,20 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         lines += speed_table(models)
-        for name, c in comparisons.items():
+        for name, by_metric in comparisons.items():
             if name.startswith(dataset + "/"):
-                lines.append(
-                    f"- {name.split('/', 1)[1]}: NDCG@10 difference {c['mean']:+.4f} "
+                parts = [
+                    f"{metric.replace('recall', 'Recall').replace('ndcg', 'NDCG')} difference {c['mean']:+.4f} "
                     f"(95% paired bootstrap over users: {c['low']:+.4f} to {c['high']:+.4f})"
-                )
+                    for metric, c in by_metric.items()
+                ]
+                lines.append(f"- {name.split('/', 1)[1]}: " + "; ".join(parts))
         lines.append("")
-    lines.append("Recall@K equals Hit@K under leave-one-out (one target per user). Time-capped runs are never best.")
+    protocols = {v.get("eval_protocol", "leave_one_out") for v in agg.values()}
+    notes = ["Recall@K equals Hit@K under leave-one-out (one target per user)."] if "leave_one_out" in protocols else []
+    if "comirec" in protocols:
+        notes.append("Under ComiRec's protocol Recall@K is hits / targets, Hit@K any hit, NDCG@K over the target set.")
+    lines.append(" ".join(notes + ["Time-capped runs are never best."]))
     return "\n".join(lines) + "\n"
 
 
@@ -239,22 +286,35 @@ def speed_table(models: dict) -> list[str]:
 
 
 def comparisons_of(runs: list[dict]) -> dict:
+    """RimiRec against every other model of its dataset, paired over users and common seeds.
+
+    Args:
+        runs: run JSONs (those without per-user results, or time-capped, are left out).
+
+    Returns:
+        dict: ``"<dataset>/RimiRec - <model>"`` -> {metric: ``paired_bootstrap``} for the protocol's
+        compared metrics (NDCG@10 under leave-one-out; NDCG@20 and Recall@50 under ComiRec's).
+    """
     by = defaultdict(dict)
     for r in runs:
-        if "test_ranks" in r and not r.get("time_capped"):
-            by[(r["dataset"], r["model"])][r["seed"]] = np.array(r["test_ranks"])
+        if ("test_ranks" in r or "test_hits" in r) and not r.get("time_capped"):
+            by[(r["dataset"], r["model"])][r["seed"]] = r
     out = {}
     for (dataset, model), seeds in by.items():
         if model != "RimiRec":
             continue
+        compared = PROTOCOLS[protocol_of_run(next(iter(seeds.values())))][1]
         for other_key, other in by.items():
             if other_key[0] != dataset or other_key[1] == "RimiRec":
                 continue
-            common = sorted(set(seeds) & set(other))
-            if common and all(len(seeds[s]) == len(other[s]) for s in common):
-                out[f"{dataset}/RimiRec - {other_key[1]}"] = paired_bootstrap(
-                    [seeds[s] for s in common], [other[s] for s in common]
-                )
+            both = sorted(set(seeds) & set(other))  # with every hit on both sides, or first ranks on both
+            common = [s for s in both if bool(seeds[s].get("test_hits")) == bool(other[s].get("test_hits"))]
+            a = {m: [user_values(seeds[s], m) for s in common] for m in compared}
+            b = {m: [user_values(other[s], m) for s in common] for m in compared}
+            if common and all(len(x) == len(y) for x, y in zip(a[compared[0]], b[compared[0]], strict=True)):
+                out[f"{dataset}/RimiRec - {other_key[1]}"] = {
+                    m: paired_bootstrap(a[m], b[m], metric=lambda v: v) for m in compared
+                }
     return out
 
 

@@ -70,6 +70,8 @@ def rescore(record_path: Path, overrides: dict) -> dict:
     found = evaluate_saved(str(checkpoint), overrides)
     record["test_result"] = found["result"]
     record["test_ranks"] = found.get("test_ranks")
+    if found.get("test_hits"):  # several targets per user (eval_protocol: comirec)
+        record["test_hits"] = found["test_hits"]
     for key in KEPT:
         if key in found:
             record[key] = found[key]

@@ -304,3 +304,25 @@ def test_rescore_writes_the_runs_record_with_new_test_figures(tmp_path):
     assert again["config"]["retrieval_score"] == "global" and again["rescored"]["set"]["select_budget"] == 1.0
     assert again["timings"] == first["timings"] and again["library_fraction"] == 1.0
     assert (tmp_path / "again" / "results.json").is_file()
+
+
+def test_report_under_comirecs_protocol_pairs_users_over_every_target(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import write_report
+
+    def run(model, ranks, positives, recall50):
+        r = _run(model, "prefixes", 2020, 1.0, 1, 0.1, [x[0] if x else -1 for x in ranks])
+        r["test_result"] = {"ndcg@10": 0.1, "recall@20": 0.1, "recall@50": recall50, "hit@20": 0.2, "hit@50": 0.3}
+        return {**r, "test_hits": {"ranks": ranks, "positives": positives}, "config": {"eval_protocol": "comirec"}}
+
+    (tmp_path / "runs").mkdir()
+    rimirec = run("RimiRec", [[0, 30], [60]], [2, 3], 0.25)  # user 0: 2 of 2 targets in the top 50
+    other = run("ComiRecSA", [[0], []], [2, 3], 0.25)  # user 0: 1 of 2
+    for r in (rimirec, other):
+        (tmp_path / "runs" / f"d__{r['model']}__2020.json").write_text(json.dumps(r))
+    write_report(tmp_path)
+    table = (tmp_path / "table.md").read_text()
+    assert "ComiRec's protocol" in table and "| Hit@50 |" in table and "NDCG@10 |" not in table
+    line = next(x for x in table.splitlines() if x.startswith("- RimiRec - ComiRecSA"))
+    assert "NDCG@20 difference +0.0000" in line  # the second hit is past 20
+    assert f"Recall@50 difference {(1 - 1 / 2) / 2:+.4f}" in line  # user 0 gains half a target; the mean over 2 users
