@@ -19,6 +19,7 @@ from recbole_rimirec.data.loaders import (
     all_positions_splits,
     all_positions_stride,
 )
+from recbole_rimirec.data.prefix_rows import with_fast_prefix_rows
 from recbole_rimirec.data.protocol import PROTOCOLS, TargetsEvalDataLoader, with_user_split
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.utils import get_dataset_class
@@ -105,7 +106,7 @@ def create_dataset(config):
     """
     check_dataset_files(config)
     name = config["dataset"]
-    dataset_class = get_dataset_class(config)
+    dataset_class = with_fast_prefix_rows(get_dataset_class(config))
     if protocol_of(config) == "comirec":
         dataset_class = with_user_split(dataset_class)
     try:

@@ -1,0 +1,102 @@
+"""RecBole's prefix rows, built with array operations instead of a Python loop over interactions.
+
+RecBole's ``SequentialDataset.data_augmentation`` turns each user's time-ordered interactions into
+one row per interaction after the first: (user, the up to ``MAX_ITEM_LIST_LENGTH`` items before
+it, the interaction). It walks the interactions in Python and keeps a ``slice`` per row, then
+fills every ``<field>_list`` row by row: about 27 s per million interactions here, and the
+slices alone take more memory than the lists. :func:`prefix_index` finds the same rows with
+array operations and :func:`gather_windows` fills the lists a chunk of rows at a time; the result
+is RecBole's, field for field (tested against it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from recbole.data.dataset import SequentialDataset
+from recbole.data.interaction import Interaction
+
+CHUNK_ROWS = 1 << 20  # rows filled at a time: bounds the index arrays' memory
+
+
+def prefix_index(uid: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The prefix rows of interactions sorted by user, then time.
+
+    Args:
+        uid: [N] user of each interaction, each user's interactions contiguous and in time order.
+        max_len: the longest history a row keeps (``MAX_ITEM_LIST_LENGTH``).
+
+    Returns:
+        (target, start, length): [R] each row's interaction index, the index its history starts
+        at, and the history's length; one row per interaction but each user's first, in order.
+    """
+    uid = np.asarray(uid)
+    n = len(uid)
+    first = np.r_[True, uid[1:] != uid[:-1]] if n else np.zeros(0, dtype=bool)  # [N] a user's first interaction
+    user_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))  # [N] index of the user's first
+    target = np.flatnonzero(~first)  # [R]
+    length = np.minimum(target - user_start[target], max_len)  # [R]
+    return target, target - length, length
+
+
+def gather_windows(values: torch.Tensor, start: np.ndarray, length: np.ndarray, width: int) -> torch.Tensor:
+    """Each row's ``values[start : start + length]``, left-aligned and zero-padded to ``width``.
+
+    Args:
+        values: [N, ...] a field's values by interaction.
+        start: [R] first index of each row's window.
+        length: [R] its length, at most ``width``.
+        width: the list length.
+
+    Returns:
+        torch.Tensor: [R, width, ...] of ``values``' dtype.
+    """
+    out = torch.zeros((len(start), width) + tuple(values.shape[1:]), dtype=values.dtype)
+    offsets = np.arange(width)
+    for lo in range(0, len(start), CHUNK_ROWS):
+        hi = min(lo + CHUNK_ROWS, len(start))
+        inside = offsets[None, :] < length[lo:hi, None]  # [r, width]
+        index = np.where(inside, start[lo:hi, None] + offsets[None, :], 0)  # [r, width]
+        window = values[torch.from_numpy(index)]  # [r, width, ...]
+        mask = torch.from_numpy(inside).reshape(inside.shape + (1,) * (values.dim() - 1))
+        out[lo:hi] = window * mask.to(window.dtype) if window.dtype != torch.bool else window & mask
+    return out
+
+
+class FastPrefixRows(SequentialDataset):
+    """A ``SequentialDataset`` whose ``data_augmentation`` makes RecBole's rows with array operations."""
+
+    def data_augmentation(self):
+        self.logger.debug("data_augmentation")
+        self._aug_presets()
+        self._check_field("uid_field", "time_field")
+        width = self.config["MAX_ITEM_LIST_LENGTH"]
+        self.sort(by=[self.uid_field, self.time_field], ascending=True)
+        target, start, length = prefix_index(self.inter_feat[self.uid_field].numpy(), width)
+        new_data = self.inter_feat[torch.from_numpy(target)]
+        lists = {self.item_list_length_field: torch.from_numpy(length.astype(np.int64))}
+        for field in self.inter_feat:
+            if field == self.uid_field:
+                continue
+            list_field = getattr(self, f"{field}_list_field")
+            list_len = self.field2seqlen[list_field]  # L, or (L, a sequence field's length)
+            width = list_len if isinstance(list_len, int) else list_len[0]
+            lists[list_field] = gather_windows(self.inter_feat[field], start, length, width)
+        new_data.update(Interaction(lists))
+        self.inter_feat = new_data
+
+
+def with_fast_prefix_rows(dataset_class: type) -> type:
+    """The dataset class with :class:`FastPrefixRows`'s ``data_augmentation`` (sequential classes only).
+
+    Args:
+        dataset_class: the class a run would use.
+
+    Returns:
+        type: ``dataset_class`` itself when it is not sequential, else a subclass of the same name.
+    """
+    if not issubclass(dataset_class, SequentialDataset) or issubclass(dataset_class, FastPrefixRows):
+        return dataset_class
+    if dataset_class is SequentialDataset:
+        return FastPrefixRows
+    return type(dataset_class.__name__, (FastPrefixRows, dataset_class), {})

@@ -1,0 +1,75 @@
+"""RecBole's prefix rows made with array operations: the same rows and lists as RecBole's loop."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from recbole.data.dataset import SequentialDataset
+
+from recbole_rimirec.config import Config
+from recbole_rimirec.data.prefix_rows import FastPrefixRows, gather_windows, prefix_index, with_fast_prefix_rows
+from recbole_rimirec.data.tree_dataset import TreeDataset
+
+
+def loop_reference(uid, max_len):
+    """RecBole's own walk over the interactions, written out."""
+    target, start, length, last, seq_start = [], [], [], None, 0
+    for i, u in enumerate(uid):
+        if u != last:
+            last, seq_start = u, i
+            continue
+        if i - seq_start > max_len:
+            seq_start += 1
+        target.append(i), start.append(seq_start), length.append(i - seq_start)
+    return target, start, length
+
+
+@given(sizes=st.lists(st.integers(1, 12), min_size=0, max_size=8), max_len=st.integers(1, 6))
+@settings(max_examples=100)
+def test_prefix_index_is_recboles_walk(sizes, max_len):
+    uid = np.repeat(np.arange(len(sizes)) * 3 + 1, sizes)  # users contiguous, in any id order
+    found = prefix_index(uid, max_len)
+    assert [x.tolist() for x in found] == [list(x) for x in loop_reference(uid.tolist(), max_len)]
+
+
+def test_gather_windows_pads_on_the_right_and_keeps_trailing_dims():
+    values = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [4.0, 1.0]])  # [N, 2]
+    out = gather_windows(values, np.array([0, 1, 3]), np.array([1, 2, 0]), 3)
+    assert out.shape == (3, 3, 2) and out.dtype == values.dtype
+    assert out[:, :, 0].tolist() == [[1, 0, 0], [2, 3, 0], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("max_len", [3, 50])
+def test_fast_rows_equal_recboles_field_for_field(tiny, max_len):
+    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "MAX_ITEM_LIST_LENGTH": max_len})
+    theirs, ours = SequentialDataset(config), FastPrefixRows(config)
+    theirs._change_feat_format(), ours._change_feat_format()  # the prefix rows, before any split
+    assert set(theirs.inter_feat.columns) == set(ours.inter_feat.columns)
+    for field in theirs.inter_feat.columns:
+        a, b = theirs.inter_feat[field], ours.inter_feat[field]
+        assert a.dtype == b.dtype and torch.equal(a, b), field
+    assert len(ours.inter_feat) == len(ours.inter_feat[ours.uid_field]) > 0
+
+
+def test_runs_use_the_fast_rows_whatever_their_class():
+    assert with_fast_prefix_rows(SequentialDataset) is FastPrefixRows
+    tree = with_fast_prefix_rows(TreeDataset)
+    assert issubclass(tree, TreeDataset) and issubclass(tree, FastPrefixRows) and tree.__name__ == "TreeDataset"
+    assert tree.data_augmentation is FastPrefixRows.data_augmentation
+    from recbole.data.dataset import Dataset
+
+    assert with_fast_prefix_rows(Dataset) is Dataset  # general models keep RecBole's
+
+
+def test_fast_rows_equal_recboles_on_ml_100k_with_a_numerical_field(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    columns = {"inter": ["user_id", "item_id", "rating", "timestamp"]}
+    config = Config(
+        "SASRec", "ml-100k", config_dict={"state": "WARNING", "load_col": columns, "numerical_features": ["rating"]}
+    )
+    theirs, ours = SequentialDataset(config), FastPrefixRows(config)
+    theirs._change_feat_format(), ours._change_feat_format()
+    assert ours.inter_feat["rating_list"].shape[-1] == 2  # RecBole's (value, 1) pairs
+    for field in theirs.inter_feat.columns:
+        assert torch.equal(theirs.inter_feat[field], ours.inter_feat[field]), field
