@@ -148,6 +148,7 @@ INTEGER_KEYS = {
     "routing_iterations": 1,
     "neg_sample_factor": 1,
     "tree_vector_dim": 1,
+    "tree_max_pairs": 1,
 }
 NUMBER_KEYS = ("learning_rate", "weight_decay", "time_budget_s")  # >= 0, and learning_rate > 0
 AMP_DTYPES = ("bfloat16", "float16")  # amp_dtype: the autocast dtype under RecBole's enable_amp

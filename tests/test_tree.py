@@ -8,7 +8,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.tree.itemtree import ItemTree, build_tree
-from recbole_rimirec.tree.vectors import ppmi_svd_vectors, pretrained_vectors, token_feature_vectors
+from recbole_rimirec.tree.vectors import (
+    cooccurrence,
+    cooccurrence_window,
+    ppmi_svd_vectors,
+    pretrained_vectors,
+    token_feature_vectors,
+)
 
 
 def random_vectors(n_items, dim, seed, cold=0):
@@ -156,3 +162,31 @@ def test_token_feature_vectors_recover_planted_groups():
     tree = build_tree(x, 6, 50, 1, seed=0)
     keep = np.delete(np.arange(301), [0, 7])
     assert adjusted_rand_score(group[keep], tree.leaf_of[keep]) > 0.7  # measured 0.81; shuffled groups ~0
+
+
+def test_cooccurrence_within_the_pair_budget_is_whole_sequences():
+    flat, offsets = np.array([1, 2, 3, 1, 4]), np.array([0, 3, 5])  # users (1, 2, 3) and (1, 4)
+    whole = cooccurrence(flat, offsets, 5, max_pairs=8).toarray()  # 3 x 2 + 2 x 1 = 8 ordered pairs: fits
+    assert whole[1, 3] == whole[3, 1] == 1 and whole[1, 4] == 1 and whole.diagonal().sum() == 0
+    assert np.array_equal(whole, cooccurrence(flat, offsets, 5).toarray())
+    window = cooccurrence(flat, offsets, 5, max_pairs=7).toarray()  # over budget: neighbours only
+    assert window[1, 3] == 0 and window[1, 2] == window[2, 3] == window[1, 4] == 1
+    assert (window == window.T).all()
+
+
+@given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=30), budget=st.integers(1, 3000))
+@settings(max_examples=100)
+def test_the_window_counts_at_most_the_budget_unless_neighbours_alone_exceed_it(lengths, budget):
+    lengths = np.array(lengths)
+    window = cooccurrence_window(lengths, budget)
+    whole = int((lengths * (lengths - 1)).sum())
+    if window is None:
+        assert whole <= budget
+        return
+    pairs = lambda w: int(sum(2 * np.maximum(lengths - d, 0).sum() for d in range(1, w + 1)))  # noqa: E731
+    assert whole > budget and window >= 1
+    assert pairs(window) <= budget or window == 1
+    assert window + 1 >= lengths.max() or pairs(window + 1) > budget  # the widest that fits
+    offsets = np.r_[0, np.cumsum(lengths)]
+    flat = np.arange(1, offsets[-1] + 1)  # distinct items: every pair is one count
+    assert cooccurrence(flat, offsets, offsets[-1] + 1, budget).sum() == (pairs(window) if window else whole)

@@ -36,7 +36,7 @@ def tree_settings(config) -> dict:
         config: the run's Config.
 
     Returns:
-        dict: branching, leaf_size, max_depth, vectors, vector_dim, vectors_file, seed.
+        dict: branching, leaf_size, max_depth, vectors, vector_dim, max_pairs, vectors_file, seed.
     """
     settings = {
         "branching": config["tree_branching"],
@@ -44,6 +44,7 @@ def tree_settings(config) -> dict:
         "max_depth": config["tree_max_depth"],
         "vectors": config["tree_vectors"] or "cooccurrence",
         "vector_dim": config["tree_vector_dim"] or 64,
+        "max_pairs": config["tree_max_pairs"],
         "vectors_file": config["tree_vectors_file"],
         "feature_fields": config["tree_feature_fields"],
         "seed": config["seed"],
@@ -85,6 +86,8 @@ class TreeDataset(SequentialDataset):
         tokens = self.field2id_token[self.iid_field]
         expected = {k: settings[k] for k in ("branching", "leaf_size", "max_depth", "vectors", "vector_dim", "seed")}
         expected["vectors_file"] = os.path.basename(settings["vectors_file"]) if settings["vectors_file"] else None
+        if "cooccurrence" in settings["vectors"]:
+            expected["max_pairs"] = settings["max_pairs"]
         if "features" in settings["vectors"]:
             expected["feature_fields"] = self._feature_fields(settings["feature_fields"])
         expected["items"] = token_digest(tokens)
@@ -114,7 +117,10 @@ class TreeDataset(SequentialDataset):
         else:
             parts = []
             if "cooccurrence" in settings["vectors"]:
-                parts.append(ppmi_svd_vectors(to_canonical[flat], offsets, len(tokens), dim, seed=seed))
+                vectors = ppmi_svd_vectors(
+                    to_canonical[flat], offsets, len(tokens), dim, seed=seed, max_pairs=settings["max_pairs"]
+                )
+                parts.append(vectors)
             if "features" in settings["vectors"]:
                 columns = [self._feature_column(f)[order] for f in expected["feature_fields"]]
                 parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))

@@ -15,7 +15,70 @@ from scipy.sparse.linalg import svds
 from recbole_rimirec.errors import ConfigError
 
 
-def ppmi_svd_vectors(flat: np.ndarray, offsets: np.ndarray, n_items: int, dim: int, seed: int = 0) -> np.ndarray:
+def cooccurrence_window(lengths: np.ndarray, max_pairs: int | None) -> int | None:
+    """The widest window whose co-occurring pairs fit ``max_pairs``, or ``None`` when whole sequences fit.
+
+    Whole sequences give each user len x (len - 1) ordered pairs; a window of w positions gives
+    2 x sum over lags d <= w of (len - d) per user.
+
+    Args:
+        lengths: [U] training sequence lengths.
+        max_pairs: the most ordered pairs to count (``None``: no limit).
+
+    Returns:
+        int | None: w >= 1, or ``None`` for whole sequences.
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if max_pairs is None or float((lengths * (lengths - 1)).sum()) <= max_pairs:
+        return None
+    window, pairs = 0, 0.0
+    while window + 1 < lengths.max(initial=0):
+        more = 2.0 * np.maximum(lengths - (window + 1), 0).sum()
+        if window >= 1 and pairs + more > max_pairs:
+            break
+        window, pairs = window + 1, pairs + more
+    return max(window, 1)
+
+
+def cooccurrence(flat: np.ndarray, offsets: np.ndarray, n_items: int, max_pairs: int | None = None) -> sp.csr_matrix:
+    """The item-item co-occurrence counts of users' training sequences, zero diagonal.
+
+    Where every user's whole sequence fits ``max_pairs`` ordered pairs, two items co-occur once
+    per user whose sequence holds both. Beyond it (libraries of millions of interactions, where the
+    pairs grow with the square of the sequence lengths), only items at most w positions apart
+    count, w the widest window that fits (:func:`cooccurrence_window`), once per such occurrence.
+
+    Args:
+        flat: concatenated training sequences (item ids >= 1).
+        offsets: [U + 1] sequence boundaries.
+        n_items: item id space size (row 0 is padding).
+        max_pairs: the most ordered pairs to count (``None``: whole sequences, whatever their size).
+
+    Returns:
+        sp.csr_matrix: [n_items, n_items] symmetric counts.
+    """
+    flat, offsets = np.asarray(flat), np.asarray(offsets)
+    window = cooccurrence_window(np.diff(offsets), max_pairs)
+    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # [N] user of each position
+    if window is None:
+        x = sp.coo_matrix((np.ones(len(flat)), (users, flat)), shape=(len(offsets) - 1, n_items)).tocsr()
+        x.data[:] = 1.0  # once per user, however often the user repeats the item (tocsr summed duplicates)
+        cooc = (x.T @ x).tocsr()  # [n_items, n_items] users holding both
+    else:
+        cooc = sp.csr_matrix((n_items, n_items))
+        for lag in range(1, window + 1):
+            same = users[lag:] == users[:-lag]  # [N - lag] both positions in one user's sequence
+            a, b = flat[:-lag][same], flat[lag:][same]
+            pairs = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n_items, n_items)).tocsr()
+            cooc = cooc + pairs + pairs.T
+    cooc.setdiag(0)
+    cooc.eliminate_zeros()
+    return cooc
+
+
+def ppmi_svd_vectors(
+    flat: np.ndarray, offsets: np.ndarray, n_items: int, dim: int, seed: int = 0, max_pairs: int | None = None
+) -> np.ndarray:
     """Collaborative item vectors from users' training sequences.
 
     Args:
@@ -24,17 +87,13 @@ def ppmi_svd_vectors(flat: np.ndarray, offsets: np.ndarray, n_items: int, dim: i
         n_items: item id space size (row 0 is padding).
         dim: vector size (clipped to what the data supports).
         seed: seed of the SVD's start vector.
+        max_pairs: bounds the co-occurrence pairs counted (:func:`cooccurrence`).
 
     Returns:
         np.ndarray: [n_items, dim] float32, L2-normalised; rows of items without training
         interactions (and row 0) are zero.
     """
-    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    x = sp.coo_matrix((np.ones(len(flat)), (users, flat)), shape=(len(offsets) - 1, n_items)).tocsr()
-    x.data[:] = 1.0  # once per user, however often the user repeats the item (tocsr summed duplicates)
-    cooc = (x.T @ x).tocsr()  # [n_items, n_items] users holding both
-    cooc.setdiag(0)
-    cooc.eliminate_zeros()
+    cooc = cooccurrence(flat, offsets, n_items, max_pairs)
     row = np.asarray(cooc.sum(axis=1)).ravel()
     total = row.sum()
     vectors = np.zeros((n_items, dim), dtype=np.float32)
