@@ -10,6 +10,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole_rimirec.config import Config
 from recbole_rimirec.data.prefix_rows import FastPrefixRows, gather_windows, prefix_index, with_fast_prefix_rows
 from recbole_rimirec.data.tree_dataset import TreeDataset
+from recbole_rimirec.errors import ConfigError
 
 
 def loop_reference(uid, max_len):
@@ -42,7 +43,9 @@ def test_gather_windows_pads_on_the_right_and_keeps_trailing_dims():
 
 @pytest.mark.parametrize("max_len", [3, 50])
 def test_fast_rows_equal_recboles_field_for_field(tiny, max_len):
-    config = Config("SASRecAllPos", "tiny", config_dict={**tiny, "MAX_ITEM_LIST_LENGTH": max_len})
+    config = Config(
+        "SASRecAllPos", "tiny", config_dict={**tiny, "MAX_ITEM_LIST_LENGTH": max_len, "list_fields": ["timestamp"]}
+    )
     theirs, ours = SequentialDataset(config), FastPrefixRows(config)
     theirs._change_feat_format(), ours._change_feat_format()  # the prefix rows, before any split
     assert set(theirs.inter_feat.columns) == set(ours.inter_feat.columns)
@@ -66,10 +69,30 @@ def test_fast_rows_equal_recboles_on_ml_100k_with_a_numerical_field(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     columns = {"inter": ["user_id", "item_id", "rating", "timestamp"]}
     config = Config(
-        "SASRec", "ml-100k", config_dict={"state": "WARNING", "load_col": columns, "numerical_features": ["rating"]}
+        "SASRec",
+        "ml-100k",
+        config_dict={
+            "state": "WARNING",
+            "load_col": columns,
+            "numerical_features": ["rating"],
+            "list_fields": ["rating", "timestamp"],
+        },
     )
     theirs, ours = SequentialDataset(config), FastPrefixRows(config)
     theirs._change_feat_format(), ours._change_feat_format()
     assert ours.inter_feat["rating_list"].shape[-1] == 2  # RecBole's (value, 1) pairs
     for field in theirs.inter_feat.columns:
         assert torch.equal(theirs.inter_feat[field], ours.inter_feat[field]), field
+
+
+def test_by_default_only_the_item_ids_get_a_history_list(tiny):
+    config = Config("SASRecAllPos", "tiny", config_dict=tiny)
+    theirs, ours = SequentialDataset(config), FastPrefixRows(config)
+    theirs._change_feat_format(), ours._change_feat_format()
+    assert set(theirs.inter_feat.columns) - set(ours.inter_feat.columns) == {"timestamp_list"}
+    assert "timestamp_list" not in ours.field2type and "timestamp_list" not in ours.field2seqlen
+    assert torch.equal(theirs.inter_feat["item_id_list"], ours.inter_feat["item_id_list"])
+    with pytest.raises(ConfigError, match="list_fields: 'rating' is not an interaction field of this data set"):
+        FastPrefixRows(
+            Config("SASRecAllPos", "tiny", config_dict={**tiny, "list_fields": ["rating"]})
+        )._change_feat_format()
