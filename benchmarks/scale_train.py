@@ -84,6 +84,7 @@ def one_run(model: str, name: str, data_path: str, epochs: int, seed: int) -> di
     row = {
         "model": model,
         "epoch_s": float(np.mean(timings["epoch_s"])) if timings["epoch_s"] else None,
+        "data_s": timings["data_s"],  # loading, prefix rows, split and (RimiRec) the tree
         "eval_ms_per_user": 1000.0 * timings["eval_s"] / users,
         "recall@50": result["test_result"]["recall@50"],
         "tree_ari": None,
