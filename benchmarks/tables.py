@@ -121,6 +121,7 @@ FOLDERS = [
     "ml-100k-cpu-rimirec-subclusters",
     "amazon-beauty-cpu-rimirec-subclusters",
     "amazon-toys-cpu-rimirec-subclusters",
+    "ml-100k-cpu-comirec",
 ]
 
 
