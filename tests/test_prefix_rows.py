@@ -55,7 +55,13 @@ def test_fast_rows_equal_recboles_field_for_field(tiny, max_len):
     assert len(ours.inter_feat) == len(ours.inter_feat[ours.uid_field]) > 0
 
 
-def test_runs_use_the_fast_rows_whatever_their_class():
+def test_runs_use_the_fast_rows_whatever_their_class(tiny):
+    from recbole_rimirec.data.preparation import create_dataset
+
+    for model in ("SASRecAllPos", "RimiRec"):  # what a run builds: RecBole's SequentialDataset, the tree hook
+        dataset = create_dataset(Config(model, "tiny", config_dict=tiny))
+        assert isinstance(dataset, FastPrefixRows) and "timestamp_list" not in dataset.inter_feat
+    assert isinstance(dataset, TreeDataset)
     assert with_fast_prefix_rows(SequentialDataset) is FastPrefixRows
     tree = with_fast_prefix_rows(TreeDataset)
     assert issubclass(tree, TreeDataset) and issubclass(tree, FastPrefixRows) and tree.__name__ == "TreeDataset"

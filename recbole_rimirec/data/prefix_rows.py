@@ -99,7 +99,7 @@ class FastPrefixRows(SequentialDataset):
         self.logger.debug("data_augmentation")
         self._aug_presets()
         self._check_field("uid_field", "time_field")
-        width = self.config["MAX_ITEM_LIST_LENGTH"]
+        width = self.max_item_list_len  # every list's length (a sequence field's keep their own trailing size)
         kept = list_fields_of(self)
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
         target, start, length = prefix_index(self.inter_feat[self.uid_field].numpy(), width)
@@ -113,8 +113,6 @@ class FastPrefixRows(SequentialDataset):
                 for properties in (self.field2seqlen, self.field2source, self.field2type):
                     properties.pop(list_field, None)
                 continue
-            list_len = self.field2seqlen[list_field]  # L, or (L, a sequence field's length)
-            width = list_len if isinstance(list_len, int) else list_len[0]
             lists[list_field] = gather_windows(self.inter_feat[field], start, length, width)
         new_data.update(Interaction(lists))
         self.inter_feat = new_data

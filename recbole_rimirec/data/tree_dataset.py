@@ -117,10 +117,10 @@ class TreeDataset(SequentialDataset):
         else:
             parts = []
             if "cooccurrence" in settings["vectors"]:
-                vectors = ppmi_svd_vectors(
-                    to_canonical[flat], offsets, len(tokens), dim, seed=seed, max_pairs=settings["max_pairs"]
+                pairs = settings["max_pairs"]
+                parts.append(
+                    ppmi_svd_vectors(to_canonical[flat], offsets, len(tokens), dim, seed=seed, max_pairs=pairs)
                 )
-                parts.append(vectors)
             if "features" in settings["vectors"]:
                 columns = [self._feature_column(f)[order] for f in expected["feature_fields"]]
                 parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))

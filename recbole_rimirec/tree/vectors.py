@@ -65,12 +65,14 @@ def cooccurrence(flat: np.ndarray, offsets: np.ndarray, n_items: int, max_pairs:
         x.data[:] = 1.0  # once per user, however often the user repeats the item (tocsr summed duplicates)
         cooc = (x.T @ x).tocsr()  # [n_items, n_items] users holding both
     else:
-        cooc = sp.csr_matrix((n_items, n_items))
+        first, second = [], []
         for lag in range(1, window + 1):
             same = users[lag:] == users[:-lag]  # [N - lag] both positions in one user's sequence
-            a, b = flat[:-lag][same], flat[lag:][same]
-            pairs = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n_items, n_items)).tocsr()
-            cooc = cooc + pairs + pairs.T
+            first.append(flat[:-lag][same])
+            second.append(flat[lag:][same])
+        a, b = np.concatenate(first), np.concatenate(second)  # [P] each pair once, either order below
+        rows, cols = np.concatenate([a, b]), np.concatenate([b, a])
+        cooc = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_items, n_items)).tocsr()  # sums repeats
     cooc.setdiag(0)
     cooc.eliminate_zeros()
     return cooc
