@@ -13,6 +13,15 @@ from recbole_rimirec.data.tree_dataset import TreeDataset
 from recbole_rimirec.errors import ConfigError
 
 
+def splits_equal(theirs, ours) -> None:
+    """RecBole's and our ``build()`` give the same splits, field for field (ours may lack list fields)."""
+    for a, b in zip(theirs.build(), ours.build(), strict=True):
+        assert set(b.inter_feat.columns) <= set(a.inter_feat.columns) and len(a) == len(b) > 0
+        for field in b.inter_feat.columns:
+            x, y = a.inter_feat[field], b.inter_feat[field]
+            assert x.dtype == y.dtype and torch.equal(x, y), field
+
+
 def loop_reference(uid, max_len):
     """RecBole's own walk over the interactions, written out."""
     target, start, length, last, seq_start = [], [], [], None, 0
@@ -47,12 +56,11 @@ def test_fast_rows_equal_recboles_field_for_field(tiny, max_len):
         "SASRecAllPos", "tiny", config_dict={**tiny, "MAX_ITEM_LIST_LENGTH": max_len, "list_fields": ["timestamp"]}
     )
     theirs, ours = SequentialDataset(config), FastPrefixRows(config)
-    theirs._change_feat_format(), ours._change_feat_format()  # the prefix rows, before any split
-    assert set(theirs.inter_feat.columns) == set(ours.inter_feat.columns)
-    for field in theirs.inter_feat.columns:
-        a, b = theirs.inter_feat[field], ours.inter_feat[field]
-        assert a.dtype == b.dtype and torch.equal(a, b), field
-    assert len(ours.inter_feat) == len(ours.inter_feat[ours.uid_field]) > 0
+    for a, b in zip(theirs.build(), ours.build(), strict=True):  # every split, with its lists
+        assert set(a.inter_feat.columns) == set(b.inter_feat.columns) and len(a) == len(b) > 0
+        for field in a.inter_feat.columns:
+            x, y = a.inter_feat[field], b.inter_feat[field]
+            assert x.dtype == y.dtype and torch.equal(x, y), field
 
 
 def test_runs_use_the_fast_rows_whatever_their_class(tiny):
@@ -84,21 +92,35 @@ def test_fast_rows_equal_recboles_on_ml_100k_with_a_numerical_field(tmp_path, mo
             "list_fields": ["rating", "timestamp"],
         },
     )
-    theirs, ours = SequentialDataset(config), FastPrefixRows(config)
-    theirs._change_feat_format(), ours._change_feat_format()
-    assert ours.inter_feat["rating_list"].shape[-1] == 2  # RecBole's (value, 1) pairs
-    for field in theirs.inter_feat.columns:
-        assert torch.equal(theirs.inter_feat[field], ours.inter_feat[field]), field
+    splits = FastPrefixRows(config).build()
+    assert splits[0].inter_feat["rating_list"].shape[-1] == 2  # RecBole's (value, 1) pairs
+    splits_equal(SequentialDataset(config), FastPrefixRows(config))
 
 
 def test_by_default_only_the_item_ids_get_a_history_list(tiny):
     config = Config("SASRecAllPos", "tiny", config_dict=tiny)
     theirs, ours = SequentialDataset(config), FastPrefixRows(config)
-    theirs._change_feat_format(), ours._change_feat_format()
-    assert set(theirs.inter_feat.columns) - set(ours.inter_feat.columns) == {"timestamp_list"}
+    (a, *_), (b, *_) = theirs.build(), ours.build()
+    assert set(a.inter_feat.columns) - set(b.inter_feat.columns) == {"timestamp_list"}
     assert "timestamp_list" not in ours.field2type and "timestamp_list" not in ours.field2seqlen
-    assert torch.equal(theirs.inter_feat["item_id_list"], ours.inter_feat["item_id_list"])
+    assert torch.equal(a.inter_feat["item_id_list"], b.inter_feat["item_id_list"])
     with pytest.raises(ConfigError, match="list_fields: 'rating' is not an interaction field of this data set"):
         FastPrefixRows(
             Config("SASRecAllPos", "tiny", config_dict={**tiny, "list_fields": ["rating"]})
         )._change_feat_format()
+
+
+@pytest.mark.parametrize("model", ["SASRecAllPos", "RimiRec"])
+def test_only_the_splits_hold_history_lists(tiny, model):
+    from recbole_rimirec.data.loaders import train_sequences
+    from recbole_rimirec.data.preparation import create_dataset, data_preparation
+
+    config = Config(model, "tiny", config_dict=tiny)
+    dataset = create_dataset(config)
+    reference = SequentialDataset(config).build()[0]  # RecBole's train split
+    train, valid, test = data_preparation(config, dataset)
+    assert "item_id_list" not in dataset.inter_feat and dataset.uid_field in dataset.inter_feat
+    assert "item_id_list" in valid._dataset.inter_feat and "item_id_list" in test._dataset.inter_feat
+    kept = train._dataset.train_sequences  # the loader keeps the sequences, not the split's rows
+    for a, b in zip(kept, train_sequences(reference), strict=True):
+        assert np.array_equal(a, b)

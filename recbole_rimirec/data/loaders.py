@@ -87,12 +87,15 @@ def train_sequences(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Args:
         dataset: the train ``SequentialDataset`` returned by ``build()``, or the copy a plugin
-            loader holds (which keeps the original rows as ``prefix_rows``).
+            loader holds (which keeps the sequences as ``train_sequences``, not the rows they came from).
 
     Returns:
         (users, flat, offsets) as in :func:`sequences_from_prefix_rows`.
     """
-    feat = getattr(dataset, "prefix_rows", None) or dataset.inter_feat
+    kept = getattr(dataset, "train_sequences", None)
+    if kept is not None:
+        return kept
+    feat = dataset.inter_feat
     return sequences_from_prefix_rows(
         feat[dataset.uid_field].numpy(),
         feat[dataset.item_id_list_field].numpy(),
@@ -188,18 +191,23 @@ def trim_padding(batch: Interaction, list_fields: list[str], length_field: str) 
     return batch
 
 
-def with_prefix_rows(dataset, rows: Interaction):
-    """A copy of the train split holding ``rows``; the original prefix rows stay as ``prefix_rows``.
+def with_rows(dataset, rows: Interaction, sequences: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    """A copy of the train split holding ``rows``, and each user's training sequence as ``train_sequences``.
+
+    The split's own prefix rows are not kept: they hold a [rows x MAX_ITEM_LIST_LENGTH] history list
+    (4 GB at 10M interactions), and everything read from them later (popularity, the sequences) is in
+    ``sequences``.
 
     Args:
         dataset: the built train split (or a copy made by this function).
         rows: the loader's own rows.
+        sequences: ``(users, flat, offsets)`` of :func:`train_sequences` on ``dataset``.
 
     Returns:
         the copy, whose ``inter_feat`` is ``rows``.
     """
     out = dataset.copy(rows)
-    out.prefix_rows = getattr(dataset, "prefix_rows", None) or dataset.inter_feat
+    out.train_sequences = sequences
     return out
 
 
@@ -283,7 +291,9 @@ class AllPositionsDataLoader(TrainDataLoader):
             columns[targets_field(dataset) + "_norm"] = torch.full((len(lengths),), self._targets_per_row)
         rows = Interaction(columns)
         # With grouping, __iter__ draws each epoch's batches and torch reads them in order.
-        super().__init__(config, with_prefix_rows(dataset, rows), None, shuffle=shuffle and not self._group)
+        super().__init__(
+            config, with_rows(dataset, rows, (users, flat, offsets)), None, shuffle=shuffle and not self._group
+        )
         self.shuffle = shuffle
         self._drawn = False
 
@@ -409,7 +419,7 @@ class RandomCutDataLoader(TrainDataLoader):
         self._flat, self._offsets, self._max_len = flat, offsets, dataset.max_item_list_len
         self._rng = np.random.default_rng(config["seed"])
         rows = Interaction({dataset.uid_field: torch.from_numpy(users[keep]), "_seq_row": torch.from_numpy(keep)})
-        super().__init__(config, with_prefix_rows(dataset, rows), sampler, shuffle=shuffle)
+        super().__init__(config, with_rows(dataset, rows, (users, flat, offsets)), sampler, shuffle=shuffle)
 
     def collate_fn(self, index):
         data = self._dataset[np.asarray(index)]

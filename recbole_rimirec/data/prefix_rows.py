@@ -5,10 +5,15 @@ one row per interaction after the first: (user, the up to ``MAX_ITEM_LIST_LENGTH
 it, the interaction). It walks the interactions in Python and keeps a ``slice`` per row, then
 fills every ``<field>_list`` row by row: about 27 s per million interactions here, and the
 slices alone take more memory than the lists. :func:`prefix_index` finds the same rows with
-array operations and :func:`gather_windows` fills the lists a chunk of rows at a time; the result
-is RecBole's, field for field (tested against it), except that only the item ids (and the fields
+array operations and :func:`gather_windows` fills the lists a chunk of rows at a time; the splits
+``build()`` returns are RecBole's, field for field (tested against it), except that only the item ids (and the fields
 named in ``list_fields``) get a history list: nothing here reads the others, and at 10M
 interactions each takes 2-4 GB.
+
+Memory at scale: the data set itself holds no lists, only where each row's history starts
+(``_list_start``); each split ``build()`` makes (every split goes through ``copy``) gathers its own
+lists from the interactions. RecBole's lists exist once per split instead of also once for the whole
+data set, which at 10M interactions kept 4 GB alive beside the train split's copy of them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from recbole.data.interaction import Interaction
 
 from recbole_rimirec.errors import ConfigError
 
-CHUNK_ROWS = 1 << 20  # rows filled at a time: bounds the index arrays' memory
+CHUNK_ROWS = 1 << 18  # rows filled at a time: bounds the index arrays' memory (about 0.4 GB at 50 items)
+LIST_START = "_list_start"  # the whole data set's rows: where each row's history starts, by interaction
 
 
 def prefix_index(uid: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,12 +105,11 @@ class FastPrefixRows(SequentialDataset):
         self.logger.debug("data_augmentation")
         self._aug_presets()
         self._check_field("uid_field", "time_field")
-        width = self.max_item_list_len  # every list's length (a sequence field's keep their own trailing size)
         kept = list_fields_of(self)
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
-        target, start, length = prefix_index(self.inter_feat[self.uid_field].numpy(), width)
+        target, start, length = prefix_index(self.inter_feat[self.uid_field].numpy(), self.max_item_list_len)
         new_data = self.inter_feat[torch.from_numpy(target)]
-        lists = {self.item_list_length_field: torch.from_numpy(length.astype(np.int64))}
+        self._list_sources = {}  # list field -> the field's values by (sorted) interaction
         for field in self.inter_feat:
             if field == self.uid_field:
                 continue
@@ -113,9 +118,34 @@ class FastPrefixRows(SequentialDataset):
                 for properties in (self.field2seqlen, self.field2source, self.field2type):
                     properties.pop(list_field, None)
                 continue
-            lists[list_field] = gather_windows(self.inter_feat[field], start, length, width)
-        new_data.update(Interaction(lists))
+            self._list_sources[list_field] = self.inter_feat[field]
+        new_data.update(
+            Interaction(
+                {
+                    self.item_list_length_field: torch.from_numpy(length.astype(np.int64)),
+                    LIST_START: torch.from_numpy(start.astype(np.int64)),
+                }
+            )
+        )
         self.inter_feat = new_data
+
+    def copy(self, new_inter_feat):
+        """RecBole's copy; rows that carry ``_list_start`` (the splits of ``build()``) get their history lists.
+
+        Args:
+            new_inter_feat (Interaction): the copy's rows.
+
+        Returns:
+            the copy.
+        """
+        if LIST_START in new_inter_feat:
+            start = new_inter_feat[LIST_START].numpy()
+            length = new_inter_feat[self.item_list_length_field].numpy()
+            columns = {k: v for k, v in new_inter_feat.interaction.items() if k != LIST_START}
+            for list_field, values in self._list_sources.items():
+                columns[list_field] = gather_windows(values, start, length, self.max_item_list_len)
+            new_inter_feat = Interaction(columns)
+        return super().copy(new_inter_feat)
 
 
 def with_fast_prefix_rows(dataset_class: type) -> type:

@@ -86,15 +86,16 @@ def protocol_rows(uid: np.ndarray, target: np.ndarray, seed: int):
         seed: the user split's seed.
 
     Returns:
-        (train_rows, valid, test): ``train_rows`` [R_t] the training users' rows; ``valid`` and ``test`` are
-        ``(rows, targets)``: per held-out user the row whose history is the first ``cut_point(n)`` items
-        (history truncation by MAX_ITEM_LIST_LENGTH aside) and a [U, T] 0-padded array of the rest.
+        (train_rows, valid, test): ``train_rows`` [R_t] the training users' rows, by user then time;
+        ``valid`` and ``test`` are ``(rows, targets)``: per held-out user the row whose history is the first
+        ``cut_point(n)`` items (history truncation by MAX_ITEM_LIST_LENGTH aside) and a [U, T] 0-padded array of
+        the rest.
     """
     uid, target = np.asarray(uid), np.asarray(target)
     order = np.argsort(uid, kind="stable")
     users, starts, counts = np.unique(uid[order], return_index=True, return_counts=True)
     train_u, valid_u, test_u = split_users(users, seed)
-    train_rows = np.flatnonzero(np.isin(uid, train_u))
+    train_rows = order[np.isin(uid[order], train_u)]  # by user, then time, whatever the rows' order
 
     def held_out(chosen: np.ndarray):
         pick = np.searchsorted(users, np.sort(chosen))

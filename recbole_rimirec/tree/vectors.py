@@ -65,14 +65,18 @@ def cooccurrence(flat: np.ndarray, offsets: np.ndarray, n_items: int, max_pairs:
         x.data[:] = 1.0  # once per user, however often the user repeats the item (tocsr summed duplicates)
         cooc = (x.T @ x).tocsr()  # [n_items, n_items] users holding both
     else:
-        first, second = [], []
+        # [P] each pair once, an item with itself left out (the zero diagonal); 32-bit ids and counts (exact
+        # below 2**24 per pair): at 50M pairs the arrays are a few hundred MB, not GBs
+        ids, first, second = flat.astype(np.int32), [], []
         for lag in range(1, window + 1):
-            same = users[lag:] == users[:-lag]  # [N - lag] both positions in one user's sequence
-            first.append(flat[:-lag][same])
-            second.append(flat[lag:][same])
-        a, b = np.concatenate(first), np.concatenate(second)  # [P] each pair once, either order below
-        rows, cols = np.concatenate([a, b]), np.concatenate([b, a])
-        cooc = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_items, n_items)).tocsr()  # sums repeats
+            keep = (users[lag:] == users[:-lag]) & (ids[lag:] != ids[:-lag])  # [N - lag] one user, two items
+            first.append(ids[:-lag][keep])
+            second.append(ids[lag:][keep])
+        a, b = np.concatenate(first), np.concatenate(second)
+        del first, second
+        once = sp.coo_matrix((np.ones(len(a), dtype=np.float32), (a, b)), shape=(n_items, n_items)).tocsr()
+        del a, b
+        cooc = (once + once.T).tocsr().astype(np.float64)  # both orders; tocsr summed repeats
     cooc.setdiag(0)
     cooc.eliminate_zeros()
     return cooc
@@ -101,10 +105,16 @@ def ppmi_svd_vectors(
     vectors = np.zeros((n_items, dim), dtype=np.float32)
     if total == 0:
         return vectors
-    coo = cooc.tocoo()
-    pmi = np.log(coo.data * total / (row[coo.row] * row[coo.col]))
-    keep = pmi > 0
-    ppmi = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=cooc.shape)
+    # PMI in place, a slice of the entries at a time (at 10^8 entries, whole-array temporaries take GBs)
+    cooc.sort_indices()
+    ppmi, step = cooc, 1 << 22
+    owner = np.repeat(np.arange(ppmi.shape[0], dtype=np.int32), np.diff(ppmi.indptr))  # [nnz] row of each entry
+    for lo in range(0, ppmi.nnz, step):
+        part = slice(lo, lo + step)
+        ppmi.data[part] = np.log(ppmi.data[part] * total / (row[owner[part]] * row[ppmi.indices[part]]))
+    del owner
+    ppmi.data[ppmi.data < 0] = 0.0
+    ppmi.eliminate_zeros()  # positive PMI only
     k = min(dim, min(ppmi.shape) - 1, max(1, ppmi.nnz - 1))
     if ppmi.nnz == 0 or k < 1:
         return vectors
