@@ -175,3 +175,26 @@ def test_a_shift_moves_every_later_cut_by_the_shift(seqs, max_len, data):
             np.array(seqs[u][: len(seqs[u]) - shift[u]]), np.array([0, len(seqs[u]) - shift[u]]), max_len
         )
         assert np.array_equal(targets[mine[1:]], cut[2]) and np.array_equal(lengths[mine[1:]], cut[3])
+
+
+@given(
+    seqs=st.lists(st.lists(st.integers(1, 30), min_size=1, max_size=40), min_size=1, max_size=12),
+    max_len=st.integers(1, 8),
+    data=st.data(),
+)
+@settings(max_examples=50, deadline=None)
+def test_windows_filled_a_chunk_at_a_time_are_the_same(seqs, max_len, data):
+    from recbole_rimirec.data import sequences
+
+    flat = np.array([i for s in seqs for i in s], dtype=np.int64)
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])]
+    stride = data.draw(st.integers(1, max_len))
+    shift = np.array([data.draw(st.integers(0, stride - 1)) for _ in seqs])
+    whole = sequences.all_position_windows(flat, offsets, max_len, stride, shift)
+    saved, sequences.WINDOW_CHUNK = sequences.WINDOW_CHUNK, 2
+    try:
+        chunked = sequences.all_position_windows(flat, offsets, max_len, stride, shift)
+    finally:
+        sequences.WINDOW_CHUNK = saved
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -21,6 +21,7 @@ from recbole_rimirec.data.sequences import (
     sequences_from_prefix_rows,
     split_rows,
     split_targets,
+    window_bounds,
     windows_per_batch,
 )
 from recbole_rimirec.errors import ConfigError, check_integer
@@ -251,7 +252,7 @@ class AllPositionsDataLoader(TrainDataLoader):
         self._pack = config["all_positions_pack"]
         self._splits = all_positions_splits(config)
         self._shift = bool(config["all_positions_shift"])
-        owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, stride)
+        owner = window_bounds(offsets, max_len, stride)[0]  # [W] the sequence of each window
         # window slots: each sequence's windows, plus one for a shifted sequence's extra window
         self._shiftable = np.diff(offsets) - 1 > max_len if self._shift else np.zeros(len(users), dtype=bool)
         per_sequence = np.bincount(owner, minlength=len(users)) + self._shiftable
@@ -278,11 +279,12 @@ class AllPositionsDataLoader(TrainDataLoader):
         self._window_targets, self._part = targets, None
         self._row = row = np.repeat(np.arange(len(lengths)), self._splits)  # [W * k] the window slot of each row
         self._lengths, self._order = lengths[row], np.arange(len(row))
+        by_row = (lambda a: a) if self._splits == 1 else (lambda a: a[row])  # [W * k]; k = 1: no copy
         columns = {
             dataset.uid_field: torch.from_numpy(users[owner][row]),
-            dataset.item_id_list_field: torch.from_numpy(inputs[row]),
+            dataset.item_id_list_field: torch.from_numpy(by_row(inputs)),
             dataset.item_list_length_field: torch.from_numpy(lengths[row]),
-            targets_field(dataset): torch.from_numpy(targets[row]),
+            targets_field(dataset): torch.from_numpy(by_row(targets)),
         }
         if self._splits > 1:  # which window and which of its rows: the epoch's deal picks the targets
             columns[WINDOW_FIELD] = torch.from_numpy(row)
@@ -308,6 +310,8 @@ class AllPositionsDataLoader(TrainDataLoader):
         """
         flat, offsets, max_len = self._sequences
         owner, inputs, targets, lengths = all_position_windows(flat, offsets, max_len, self._stride, shift)
+        if len(owner) == self._n_slots:  # no shifted sequence: one slot per window, in order
+            return inputs, targets, lengths
         slot = self._slot_start[owner] + np.arange(len(owner)) - np.searchsorted(owner, owner)  # [W]
         out = np.zeros((2, self._n_slots, max_len), dtype=np.int64)
         out[0][slot], out[1][slot] = inputs, targets

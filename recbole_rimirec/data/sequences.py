@@ -11,6 +11,8 @@ import numpy as np
 
 from recbole_rimirec.errors import ConfigError
 
+WINDOW_CHUNK = 1 << 16  # windows filled at a time by all_position_windows
+
 
 def sequences_from_prefix_rows(
     uid: np.ndarray, hist: np.ndarray, hist_len: np.ndarray, target: np.ndarray
@@ -30,15 +32,15 @@ def sequences_from_prefix_rows(
     Raises:
         ConfigError: when consecutive rows of a user are not consecutive prefixes.
     """
-    uid, hist_len, target = np.asarray(uid), np.asarray(hist_len), np.asarray(target)
+    uid, hist, hist_len, target = np.asarray(uid), np.asarray(hist), np.asarray(hist_len), np.asarray(target)
     if len(uid) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     order = np.argsort(uid, kind="stable")
-    uid, hist, hist_len, target = uid[order], np.asarray(hist)[order], hist_len[order], target[order]
+    uid, hist_len, target = uid[order], hist_len[order], target[order]  # hist stays as it is: [R, L] is GBs at scale
     starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
     same_user = np.r_[uid[1:] == uid[:-1]]
     # Row k+1 of a user must end its history with row k's target.
-    last_of_next = hist[np.arange(1, len(uid)), np.maximum(hist_len[1:] - 1, 0)]
+    last_of_next = hist[order[1:], np.maximum(hist_len[1:] - 1, 0)]
     if np.any(same_user & (last_of_next != target[:-1])):
         raise ConfigError("training rows are not consecutive prefixes of each user's sequence (is the data sorted?)")
     first_len = hist_len[starts]
@@ -50,7 +52,7 @@ def sequences_from_prefix_rows(
     user_of_row = np.repeat(np.arange(len(starts)), counts)
     rank = np.arange(len(uid)) - starts[user_of_row]
     flat[offsets[user_of_row] + first_len[user_of_row] + rank] = target
-    for k, row in enumerate(starts):
+    for k, row in enumerate(order[starts]):
         flat[offsets[k] : offsets[k] + first_len[k]] = hist[row, : first_len[k]]
     return uid[starts], flat, offsets
 
@@ -85,6 +87,38 @@ def all_position_windows(
         left-aligned, 0-padded (targets also 0 where the pair is kept in an older window);
         ``lengths`` [W] number of inputs.
     """
+    owner, start, lengths, kept_from = window_bounds(offsets, max_len, stride, shift)
+    flat = np.asarray(flat)
+    inputs = np.zeros((len(owner), max_len), dtype=np.int64)
+    targets = np.zeros((len(owner), max_len), dtype=np.int64)
+    col = np.arange(max_len)[None, :]  # [1, L]
+    for lo in range(0, len(owner), WINDOW_CHUNK):  # a chunk of windows at a time: [W, L] temporaries stay small
+        part = slice(lo, lo + WINDOW_CHUNK)
+        valid = col < lengths[part, None]  # [w, L]
+        pair = start[part, None] + col  # [w, L] pair index of each position
+        pos = np.where(valid, offsets[owner[part]][:, None] + pair, 0)  # [w, L] index of each input in flat
+        inputs[part] = np.where(valid, flat[pos], 0)
+        keep = valid & (pair >= kept_from[part, None])
+        targets[part] = np.where(keep, flat[np.minimum(pos + 1, len(flat) - 1)], 0)
+    return owner, inputs, targets, lengths.astype(np.int64)
+
+
+def window_bounds(
+    offsets: np.ndarray, max_len: int, stride: int | None = None, shift: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the windows of :func:`all_position_windows` lie, without their items.
+
+    Args:
+        offsets: [U + 1] sequence boundaries.
+        max_len: the window length L.
+        stride: pairs between the ends of consecutive windows, 1 <= stride <= L; ``None`` = L.
+        shift: [U] each sequence's shift, in [0, stride); ``None`` = 0.
+
+    Returns:
+        (owner, start, lengths, kept_from): [W] each: the window's sequence, its first pair, its number
+        of pairs, and the first pair whose target it keeps (pairs are 0-based within the sequence).
+    """
+    offsets = np.asarray(offsets)
     stride = max_len if stride is None else stride
     if not 1 <= stride <= max_len:
         raise ValueError(f"stride {stride} is not in [1, {max_len}]")
@@ -103,18 +137,10 @@ def all_position_windows(
     shifted = (shift > 0)[owner]
     end = np.where(shifted & (j == 0), pairs[owner], base[owner] - (j - shifted) * stride)
     start = np.maximum(end - max_len, 0)
-    lengths = end - start
     # a window keeps the pairs after the next older window's end (the oldest window keeps all of its own)
     oldest = j == n_win[owner] - 1
     kept_from = np.where(oldest, 0, np.r_[end[1:], 0])
-    col = np.arange(max_len)[None, :]  # [1, L]
-    valid = col < lengths[:, None]  # [W, L]
-    pair = start[:, None] + col  # [W, L] pair index of each position
-    pos = np.where(valid, offsets[owner][:, None] + pair, 0)  # [W, L] index of each input in flat
-    inputs = np.where(valid, flat[pos], 0)
-    keep = valid & (pair >= kept_from[:, None])
-    targets = np.where(keep, flat[np.minimum(pos + 1, len(flat) - 1)], 0)
-    return owner, inputs.astype(np.int64), targets.astype(np.int64), lengths.astype(np.int64)
+    return owner, start, end - start, kept_from
 
 
 def split_targets(targets: np.ndarray, splits: int, keys: np.ndarray) -> np.ndarray:

@@ -102,7 +102,8 @@ class TreeDataset(SequentialDataset):
                 )
             self.logger.info(f"item tree loaded from {path}")
             return tree
-        _, flat, offsets = train_sequences(train)
+        train.train_sequences = train_sequences(train)  # kept: the training loaders read them again
+        _, flat, offsets = train.train_sequences
         if len(flat) == 0:
             raise ConfigError(f"dataset '{self.dataset_name}' has no training interactions to build the item tree")
         # Build in token order, not RecBole's id order (ids follow first appearance in the whole
