@@ -266,6 +266,18 @@ def test_scale_training_row_has_the_issue_fields(tmp_path):
     assert row["n_items"] == 2000 and -1 <= row["tree_ari"] <= 1 and row["peak_memory_gb"] > 0
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's per-process peak reset")
+def test_data_memory_row_has_every_stage(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    command = [sys.executable, str(ROOT / "benchmarks" / "data_memory.py"), "--dataset", "tiny"]
+    command += ["--data_path", str(DATA), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert set(row["stages"]) == {"load", "prefix_rows", "split", "tree", "all_positions_loader"}
+    assert all(stage["peak_gb"] >= stage["after_gb"] > 0 for stage in row["stages"].values())
+    assert row["data_peak_gb"] == max(stage["peak_gb"] for stage in row["stages"].values())
+
+
 def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "bench"
     cmd = [
