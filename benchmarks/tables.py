@@ -122,6 +122,7 @@ FOLDERS = [
     "amazon-beauty-cpu-rimirec-subclusters",
     "amazon-toys-cpu-rimirec-subclusters",
     "ml-100k-cpu-comirec",
+    "amazon-beauty-cpu-comirec",
 ]
 
 
