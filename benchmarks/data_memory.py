@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import json
 import os
 import sys
 from pathlib import Path
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from recbole.data.dataset import Dataset
     from recbole.utils import init_logger, init_seed
-    from scale_train import MODELS
+    from scale_train import MODELS, append_row
 
     from recbole_rimirec.config import Config
     from recbole_rimirec.data import loaders, prefix_rows, tree_dataset
@@ -106,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_peak_gb": max(loaded["peak_gb"], *(s["peak_gb"] for s in stages.values())),
         "after_data_gb": round(memory()["VmRSS"], 3),
     }
-    with open(args.out, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row))
+    append_row(args.out, row)
     return 0
 
 

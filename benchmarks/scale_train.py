@@ -96,6 +96,18 @@ def one_run(model: str, name: str, data_path: str, epochs: int, seed: int) -> di
     return row
 
 
+def append_row(path: str, row: dict) -> None:
+    """Appends one JSON row to a JSON-lines results file and prints it.
+
+    Args:
+        path: the results file.
+        row: the run's figures.
+    """
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
@@ -129,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row.update(n_items=n, n_users=args.users, n_interactions=lines)
-            with open(args.out, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps(row))
+            append_row(args.out, row)
     return 0
 
 

@@ -172,6 +172,8 @@ def test_cooccurrence_within_the_pair_budget_is_whole_sequences():
     window = cooccurrence(flat, offsets, 5, max_pairs=7).toarray()  # over budget: neighbours only
     assert window[1, 3] == 0 and window[1, 2] == window[2, 3] == window[1, 4] == 1
     assert (window == window.T).all()
+    repeats = cooccurrence(np.array([1, 2, 1, 1]), np.array([0, 4]), 3, max_pairs=1)  # neighbours (1,2) (2,1) (1,1)
+    assert repeats[1, 2] == repeats[2, 1] == 2 and repeats.diagonal().sum() == 0 and (repeats.data != 0).all()
 
 
 @given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=30), budget=st.integers(1, 3000))

@@ -64,22 +64,21 @@ def cooccurrence(flat: np.ndarray, offsets: np.ndarray, n_items: int, max_pairs:
         x = sp.coo_matrix((np.ones(len(flat)), (users, flat)), shape=(len(offsets) - 1, n_items)).tocsr()
         x.data[:] = 1.0  # once per user, however often the user repeats the item (tocsr summed duplicates)
         cooc = (x.T @ x).tocsr()  # [n_items, n_items] users holding both
-    else:
-        # [P] each pair once, an item with itself left out (the zero diagonal); 32-bit ids and counts (exact
-        # below 2**24 per pair): at 50M pairs the arrays are a few hundred MB, not GBs
-        ids, first, second = flat.astype(np.int32), [], []
-        for lag in range(1, window + 1):
-            keep = (users[lag:] == users[:-lag]) & (ids[lag:] != ids[:-lag])  # [N - lag] one user, two items
-            first.append(ids[:-lag][keep])
-            second.append(ids[lag:][keep])
-        a, b = np.concatenate(first), np.concatenate(second)
-        del first, second
-        once = sp.coo_matrix((np.ones(len(a), dtype=np.float32), (a, b)), shape=(n_items, n_items)).tocsr()
-        del a, b
-        cooc = (once + once.T).tocsr().astype(np.float64)  # both orders; tocsr summed repeats
-    cooc.setdiag(0)
-    cooc.eliminate_zeros()
-    return cooc
+        cooc.setdiag(0)
+        cooc.eliminate_zeros()
+        return cooc
+    # [P] each pair once, an item with itself left out (the zero diagonal); 32-bit ids and counts (exact
+    # below 2**24 per pair): at 50M pairs the arrays are a few hundred MB, not GBs
+    ids, first, second = flat.astype(np.int32), [], []
+    for lag in range(1, window + 1):
+        keep = (users[lag:] == users[:-lag]) & (ids[lag:] != ids[:-lag])  # [N - lag] one user, two items
+        first.append(ids[:-lag][keep])
+        second.append(ids[lag:][keep])
+    a, b = np.concatenate(first), np.concatenate(second)
+    del first, second
+    once = sp.coo_matrix((np.ones(len(a), dtype=np.float32), (a, b)), shape=(n_items, n_items)).tocsr()
+    del a, b
+    return (once + once.T).tocsr().astype(np.float64)  # both orders; tocsr summed repeats
 
 
 def ppmi_svd_vectors(
