@@ -31,11 +31,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def parse_value(text: str):
-    """Reads a --set value as YAML (numbers, lists, booleans), else keeps the string.
+    """Reads a --set value as YAML (numbers, lists, booleans, ``~``), else keeps the string.
 
-    PyYAML reads ``1e-3`` (no dot) as text, so a string that Python reads as a number is one.
+    PyYAML reads ``1e-3`` (no dot) as text, so a string that Python reads as a number is one; ``None``
+    is None, as on RecBole's command line.
     """
     import yaml
+
+    if text == "None":
+        return None
 
     try:
         value = yaml.safe_load(text)

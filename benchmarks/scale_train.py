@@ -62,8 +62,20 @@ def tree_ari(checkpoint: str, folder: str, name: str) -> float:
     return float(adjusted_rand_score(labels, codes[1:, 0]))
 
 
-def one_run(model: str, name: str, data_path: str, epochs: int, seed: int) -> dict:
-    """Trains and tests one model in this process; the row without its peak memory."""
+def one_run(model: str, name: str, data_path: str, epochs: int, seed: int, extra: dict | None = None) -> dict:
+    """Trains and tests one model in this process; the row without its peak memory.
+
+    Args:
+        model: a key of ``MODELS``.
+        name: the library's data set name.
+        data_path: the folder holding it.
+        epochs: epochs to train.
+        seed: the run's seed.
+        extra: config keys over the model's scale settings (``--set``), recorded in the row's ``settings``.
+
+    Returns:
+        dict: the row's measured fields.
+    """
     import torch
 
     from recbole_rimirec.quick_start import run
@@ -77,6 +89,7 @@ def one_run(model: str, name: str, data_path: str, epochs: int, seed: int) -> di
         "checkpoint_dir": os.path.join(data_path, "checkpoints"),
         "eval_batch_size": 512,
         **MODELS[model],
+        **(extra or {}),
     }
     result = run(model, name, config_dict=config)
     timings = result["timings"]
@@ -89,7 +102,7 @@ def one_run(model: str, name: str, data_path: str, epochs: int, seed: int) -> di
         "recall@50": result["test_result"]["recall@50"],
         "tree_ari": None,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "settings": MODELS[model],
+        "settings": {**MODELS[model], **(extra or {})},
     }
     if model == "RimiRec" and result.get("checkpoint"):
         row["tree_ari"] = tree_ari(result["checkpoint"], os.path.join(data_path, name), name)
@@ -118,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--data_path", required=True, help="where the synthetic libraries are written (large)")
     parser.add_argument("--out", required=True, help="JSON lines, one row per run (appended)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config for every run")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from run import parse_value
+
+    extra = {key: parse_value(value) for key, _, value in (item.partition("=") for item in args.set)}
     if args.one:  # the child: one run, its row on stdout's last line
-        row = one_run(args.one[0], args.one[1], args.data_path, args.epochs, args.seed)
+        row = one_run(args.one[0], args.one[1], args.data_path, args.epochs, args.seed, extra)
         row["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(json.dumps(row))
         return 0
@@ -135,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             command = [sys.executable, __file__, "--one", model, name, "--data_path", args.data_path]
             command += ["--epochs", str(args.epochs), "--seed", str(args.seed), "--out", args.out]
+            command += ["--set", *args.set] if args.set else []
             done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             if done.returncode != 0:
                 print(f"{model} at {n} items failed:\n{done.stderr[-2000:]}", file=sys.stderr)

@@ -204,7 +204,11 @@ def test_set_values_are_read_as_numbers_where_python_reads_numbers():
 
     assert parse_value("1e-3") == 0.001  # PyYAML alone gives the text '1e-3', which the config check refuses
     assert parse_value("30") == 30 and isinstance(parse_value("30"), int) and parse_value("True") is True
-    assert parse_value("prefixes") == "prefixes" and parse_value("nan") == "nan" and parse_value("~") is None
+    assert (
+        parse_value("prefixes") == "prefixes"
+        and parse_value("nan") == "nan"
+        and parse_value("~") is None is parse_value("None")
+    )
 
 
 def test_results_files_hold_no_path_of_this_machine(tmp_path):
@@ -259,11 +263,13 @@ def test_scale_training_row_has_the_issue_fields(tmp_path):
     out = tmp_path / "rows.jsonl"
     command = [sys.executable, str(ROOT / "benchmarks" / "scale_train.py"), "--sizes", "2000", "--users", "300"]
     command += ["--interactions", "5000", "--models", "RimiRec", "--data_path", str(tmp_path), "--out", str(out)]
+    command += ["--set", "all_positions_stride=None", "select_budget=0.05"]
     subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     fields = {"model", "n_items", "n_users", "n_interactions", "epoch_s", "peak_memory_gb", "eval_ms_per_user"}
     assert fields | {"recall@50", "tree_ari", "device"} <= set(row)
     assert row["n_items"] == 2000 and -1 <= row["tree_ari"] <= 1 and row["peak_memory_gb"] > 0
+    assert row["settings"]["select_budget"] == 0.05 and row["settings"]["all_positions_stride"] is None
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's per-process peak reset")

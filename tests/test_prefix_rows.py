@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 from recbole.data.dataset import SequentialDataset
 
 from recbole_rimirec.config import Config
-from recbole_rimirec.data.prefix_rows import FastPrefixRows, gather_windows, prefix_index, with_fast_prefix_rows
+from recbole_rimirec.data.prefix_rows import (
+    LIST_START,
+    FastPrefixRows,
+    gather_windows,
+    prefix_index,
+    sequences_from_starts,
+    with_fast_prefix_rows,
+)
+from recbole_rimirec.data.sequences import sequences_from_prefix_rows
 from recbole_rimirec.data.tree_dataset import TreeDataset
 from recbole_rimirec.errors import ConfigError
 
@@ -53,9 +61,44 @@ def test_gather_windows_pads_on_the_right_and_keeps_trailing_dims():
 @pytest.mark.parametrize("max_len", [3, 50])
 def test_fast_rows_equal_recboles_field_for_field(tiny, max_len):
     config = Config(
-        "SASRecAllPos", "tiny", config_dict={**tiny, "MAX_ITEM_LIST_LENGTH": max_len, "list_fields": ["timestamp"]}
+        "SASRec", "tiny", config_dict={**tiny, "MAX_ITEM_LIST_LENGTH": max_len, "list_fields": ["timestamp"]}
     )
     splits_equal(SequentialDataset(config), FastPrefixRows(config))  # every split, with its lists
+
+
+@given(
+    sizes=st.lists(st.integers(1, 12), min_size=0, max_size=8),
+    held_out=st.integers(0, 2),
+    max_len=st.integers(1, 6),
+    seed=st.integers(0, 100),
+)
+@settings(max_examples=100, deadline=None)
+def test_sequences_from_starts_are_the_lists_sequences(sizes, held_out, max_len, seed):
+    rng = np.random.default_rng(seed)
+    uid = np.repeat(np.arange(len(sizes)) * 3 + 1, sizes)  # sorted by user, then time
+    items = rng.integers(1, 20, len(uid))
+    target, start, length = prefix_index(uid, max_len)
+    rows = uid[target]  # [R] each prefix row's user
+    last = np.r_[rows[1:] != rows[:-1], True]  # [R] a user's last row
+    from_end = np.zeros(len(rows), dtype=int)  # [R] the user's rows after this one
+    for k in range(len(rows) - 2, -1, -1):
+        from_end[k] = 0 if last[k] else from_end[k + 1] + 1
+    # a train split: each user's rows but the last held_out (leave-one-out's cut), users interleaved
+    keep = np.flatnonzero(from_end >= held_out)
+    keep = keep[np.argsort(target[keep] - np.searchsorted(uid, rows[keep]) + rng.random(len(keep)), kind="stable")]
+    hist = gather_windows(torch.from_numpy(items), start[keep], length[keep], max_len).numpy()
+    expected = sequences_from_prefix_rows(rows[keep], hist, length[keep], items[target[keep]])
+    found = sequences_from_starts(rows[keep], start[keep], length[keep], items)
+    assert all(np.array_equal(a, b) for a, b in zip(found, expected, strict=True))
+
+
+def test_sequences_from_starts_refuse_rows_that_skip_an_interaction():
+    uid, items = np.array([1, 1, 1, 1]), np.array([5, 6, 7, 8])
+    target, start, length = prefix_index(uid, 10)  # rows predicting 6, 7, 8
+    skip = np.array([0, 2])  # the row predicting 7 left out
+    assert sequences_from_starts(uid[target][skip], start[skip], length[skip], items) is None
+    users, flat, offsets = sequences_from_starts(uid[target], start, length, items)
+    assert users.tolist() == [1] and flat.tolist() == [5, 6, 7, 8] and offsets.tolist() == [0, 4]
 
 
 def test_runs_use_the_fast_rows_whatever_their_class(tiny):
@@ -93,7 +136,7 @@ def test_fast_rows_equal_recboles_on_ml_100k_with_a_numerical_field(tmp_path, mo
 
 
 def test_by_default_only_the_item_ids_get_a_history_list(tiny):
-    config = Config("SASRecAllPos", "tiny", config_dict=tiny)
+    config = Config("SASRec", "tiny", config_dict=tiny)
     theirs, ours = SequentialDataset(config), FastPrefixRows(config)
     (a, *_), (b, *_) = theirs.build(), ours.build()
     assert set(a.inter_feat.columns) - set(b.inter_feat.columns) == {"timestamp_list"}
@@ -119,3 +162,18 @@ def test_only_the_splits_hold_history_lists(tiny, model):
     kept = train._dataset.train_sequences  # the loader keeps the sequences, not the split's rows
     for a, b in zip(kept, train_sequences(reference), strict=True):
         assert np.array_equal(a, b)
+    split = create_dataset(config).build()[0]  # read only as sequences: the train split gathers no lists
+    assert "item_id_list" not in split.inter_feat and LIST_START in split.inter_feat
+    assert all(np.array_equal(a, b) for a, b in zip(split.train_sequences, kept, strict=True))
+
+
+def test_a_train_split_read_as_rows_keeps_its_lists(tiny):
+    from recbole_rimirec.data.loaders import train_sequences
+
+    config = Config("SASRec", "tiny", config_dict=tiny)  # train_mode prefixes: RecBole's loader reads the rows
+    reference = SequentialDataset(config).build()[0]
+    split = FastPrefixRows(config).build()[0]
+    assert LIST_START not in split.inter_feat and torch.equal(
+        split.inter_feat["item_id_list"], reference.inter_feat["item_id_list"]
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(train_sequences(split), train_sequences(reference), strict=True))

@@ -13,6 +13,7 @@ import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 
+from recbole_rimirec.data.prefix_rows import LIST_START
 from recbole_rimirec.data.sequences import (
     all_position_windows,
     length_grouped_order,
@@ -97,6 +98,11 @@ def train_sequences(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if kept is not None:
         return kept
     feat = dataset.inter_feat
+    if LIST_START in feat:  # a split of FastPrefixRows.build() before (or instead of) its lists
+        found = dataset.sequences_of(feat)
+        if found is not None:
+            return found
+        feat = dataset.with_lists(feat)
     return sequences_from_prefix_rows(
         feat[dataset.uid_field].numpy(),
         feat[dataset.item_id_list_field].numpy(),

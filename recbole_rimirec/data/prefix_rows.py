@@ -11,9 +11,11 @@ named in ``list_fields``) get a history list: nothing here reads the others, and
 interactions each takes 2-4 GB.
 
 Memory at scale: the data set itself holds no lists, only where each row's history starts
-(``_list_start``); each split ``build()`` makes (every split goes through ``copy``) gathers its own
-lists from the interactions. RecBole's lists exist once per split instead of also once for the whole
-data set, which at 10M interactions kept 4 GB alive beside the train split's copy of them.
+(``_list_start``); each split ``build()`` makes gathers its own lists from the interactions. RecBole's
+lists exist once per split instead of also once for the whole data set, which at 10M interactions kept
+4 GB alive beside the train split's copy of them. A train split read only as each user's sequence
+(``train_mode`` all_positions or random_cut) gets no lists at all: :func:`sequences_from_starts` gives
+its sequences from the row starts (another 3.7 GB at 10M interactions).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from recbole_rimirec.errors import ConfigError
 
 CHUNK_ROWS = 1 << 18  # rows filled at a time: bounds the index arrays' memory (about 0.4 GB at 50 items)
 LIST_START = "_list_start"  # the whole data set's rows: where each row's history starts, by interaction
+SEQUENCE_TRAIN_MODES = ("all_positions", "random_cut")  # train loaders that read each user's sequence, not rows
 
 
 def prefix_index(uid: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,6 +74,43 @@ def gather_windows(values: torch.Tensor, start: np.ndarray, length: np.ndarray, 
         mask = torch.from_numpy(inside).reshape(inside.shape + (1,) * (values.dim() - 1))
         out[lo:hi] = window * mask.to(window.dtype) if window.dtype != torch.bool else window & mask
     return out
+
+
+def sequences_from_starts(
+    uid: np.ndarray, start: np.ndarray, length: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each user's sequence from prefix rows given as history starts, without their history lists.
+
+    A row's history is ``items[start : start + length]`` and its target ``items[start + length]``
+    (the interactions sorted by user, then time), so a user whose rows predict consecutive
+    interactions has the sequence ``items[first row's start : last row's target + 1]``: the first
+    row's history followed by every row's target, as :func:`~recbole_rimirec.data.sequences.sequences_from_prefix_rows`
+    rebuilds it from the lists.
+
+    Args:
+        uid: [R] user of each row; a user's rows in time order (not necessarily contiguous).
+        start: [R] index of each row's first history item in ``items``.
+        length: [R] the history's length.
+        items: [N] item id of every interaction, sorted by user, then time.
+
+    Returns:
+        (users, flat, offsets) as ``sequences_from_prefix_rows`` returns them, or None when some user's
+        rows skip an interaction (then only the lists can say what the sequence is).
+    """
+    uid, start, length = np.asarray(uid), np.asarray(start), np.asarray(length)
+    if len(uid) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    order = np.argsort(uid, kind="stable")
+    uid, start, target = uid[order], start[order], (start + length)[order]  # [R] by user, then time
+    first = np.r_[True, uid[1:] != uid[:-1]]  # [R] a user's first row
+    if np.any(~first[1:] & (target[1:] != target[:-1] + 1)):
+        return None
+    heads = np.flatnonzero(first)  # [U]
+    begin = start[heads]  # [U] the first row's history start
+    end = np.r_[target[heads[1:] - 1], target[-1]] + 1  # [U] one past the last row's target
+    offsets = np.r_[0, np.cumsum(end - begin)].astype(np.int64)  # [U + 1]
+    index = np.repeat(begin - offsets[:-1], end - begin) + np.arange(offsets[-1])  # [T] interaction of each slot
+    return uid[heads], np.asarray(items)[index].astype(np.int64, copy=False), offsets
 
 
 def list_fields_of(dataset) -> set[str]:
@@ -129,23 +169,57 @@ class FastPrefixRows(SequentialDataset):
         )
         self.inter_feat = new_data
 
-    def copy(self, new_inter_feat):
-        """RecBole's copy; rows that carry ``_list_start`` (the splits of ``build()``) get their history lists.
-
-        Args:
-            new_inter_feat (Interaction): the copy's rows.
+    def build(self):
+        """RecBole's splits; each gathers its history lists, but a train split read only as sequences.
 
         Returns:
-            the copy.
+            list: the splits. Under a ``train_mode`` of :data:`SEQUENCE_TRAIN_MODES` the train split keeps
+            ``_list_start`` instead of lists and carries ``train_sequences`` (users, flat, offsets).
         """
-        if LIST_START in new_inter_feat:
-            start = new_inter_feat[LIST_START].numpy()
-            length = new_inter_feat[self.item_list_length_field].numpy()
-            columns = {k: v for k, v in new_inter_feat.interaction.items() if k != LIST_START}
-            for list_field, values in self._list_sources.items():
-                columns[list_field] = gather_windows(values, start, length, self.max_item_list_len)
-            new_inter_feat = Interaction(columns)
-        return super().copy(new_inter_feat)
+        datasets = super().build()
+        sequences_only = (self.config["train_mode"] or "prefixes") in SEQUENCE_TRAIN_MODES
+        for k, split in enumerate(datasets):
+            feat = split.inter_feat
+            if LIST_START not in feat:
+                continue
+            if k == 0 and sequences_only and getattr(split, "train_sequences", None) is None:
+                split.train_sequences = self.sequences_of(feat)
+            if k == 0 and sequences_only and split.train_sequences is not None:
+                continue
+            split.inter_feat = self.with_lists(feat)
+        return datasets
+
+    def sequences_of(self, rows: Interaction) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """:func:`sequences_from_starts` of rows that carry ``_list_start``.
+
+        Args:
+            rows: prefix rows of this data set (a split's, before :meth:`with_lists`).
+
+        Returns:
+            (users, flat, offsets), or None when a user's rows are not consecutive.
+        """
+        return sequences_from_starts(
+            rows[self.uid_field].numpy(),
+            rows[LIST_START].numpy(),
+            rows[self.item_list_length_field].numpy(),
+            self._list_sources[self.item_id_list_field].numpy(),
+        )
+
+    def with_lists(self, rows: Interaction) -> Interaction:
+        """The rows with their history lists gathered, in place of ``_list_start``.
+
+        Args:
+            rows (Interaction): prefix rows carrying ``_list_start``.
+
+        Returns:
+            Interaction: RecBole's columns for them.
+        """
+        start = rows[LIST_START].numpy()
+        length = rows[self.item_list_length_field].numpy()
+        columns = {k: v for k, v in rows.interaction.items() if k != LIST_START}
+        for list_field, values in self._list_sources.items():
+            columns[list_field] = gather_windows(values, start, length, self.max_item_list_len)
+        return Interaction(columns)
 
 
 def with_fast_prefix_rows(dataset_class: type) -> type:
