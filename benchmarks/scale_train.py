@@ -12,6 +12,10 @@ circles), ``device``.
 Example:
     python benchmarks/scale_train.py --sizes 100000 1000000 --data_path <scratch folder> \\
         --out benchmarks/results/scale-train-cpu.jsonl
+    python benchmarks/scale_train.py --out benchmarks/results/scale-train-cpu.jsonl --plot docs/img/scale-train-cpu.png
+
+``--set key=value`` adds config keys to every run (recorded in the row's ``settings``), e.g.
+``--set all_positions_stride=None``.
 """
 
 from __future__ import annotations
@@ -121,6 +125,49 @@ def append_row(path: str, row: dict) -> None:
     print(json.dumps(row))
 
 
+def curve_label(row: dict) -> str:
+    """A row's curve: its model, interactions and any setting beyond the model's scale settings."""
+    extra = {k: v for k, v in row.get("settings", {}).items() if MODELS.get(row["model"], {}).get(k, object()) != v}
+    label = f"{row['model']}, {row['n_interactions'] / 1e6:.0f}M interactions"
+    return label + "".join(f", {k}={v}" for k, v in sorted(extra.items()))
+
+
+def plot_rows(rows_path: str, out: str) -> None:
+    """Cost against library size: epoch time, peak memory and evaluation time per user, one curve per setting.
+
+    Args:
+        rows_path: the JSON-lines rows of this benchmark.
+        out: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(rows_path).read_text().splitlines() if line.strip()]
+    curves: dict[str, dict[int, dict]] = {}
+    for row in rows:  # the latest row of a setting at a size
+        curves.setdefault(curve_label(row), {})[row["n_items"]] = row
+    panels = (
+        ("epoch_s", "s per epoch"),
+        ("peak_memory_gb", "peak memory, GB"),
+        ("eval_ms_per_user", "ms per test user"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for label, by_size in sorted(curves.items()):
+            sizes = sorted(n for n in by_size if by_size[n].get(key) is not None)
+            ax.plot(sizes, [by_size[n][key] for n in sizes], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("items in the library")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
@@ -129,14 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--data_path", required=True, help="where the synthetic libraries are written (large)")
+    parser.add_argument("--data_path", help="where the synthetic libraries are written (large); needed unless --plot")
     parser.add_argument("--out", required=True, help="JSON lines, one row per run (appended)")
+    parser.add_argument("--plot", metavar="PNG", help="only draw the rows of --out against library size into PNG")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config for every run")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from run import parse_value
 
     extra = {key: parse_value(value) for key, _, value in (item.partition("=") for item in args.set)}
+    if args.plot:
+        plot_rows(args.out, args.plot)
+        return 0
+    if not args.data_path:
+        parser.error("--data_path is needed (where the synthetic libraries are written)")
     if args.one:  # the child: one run, its row on stdout's last line
         row = one_run(args.one[0], args.one[1], args.data_path, args.epochs, args.seed, extra)
         row["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -272,6 +272,28 @@ def test_scale_training_row_has_the_issue_fields(tmp_path):
     assert row["settings"]["select_budget"] == 0.05 and row["settings"]["all_positions_stride"] is None
 
 
+def test_scale_plot_draws_one_curve_per_setting(tmp_path):
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from scale_train import MODELS, curve_label
+
+    rows = tmp_path / "rows.jsonl"
+    base = {"model": "RimiRec", "n_interactions": 10_000_000, "peak_memory_gb": 2.0, "eval_ms_per_user": 1.0}
+    lines = [
+        {**base, "n_items": n, "epoch_s": 10.0 * n, "settings": {**MODELS["RimiRec"], **extra}}
+        for n in (100_000, 1_000_000)
+        for extra in ({}, {"all_positions_stride": None})
+    ]
+    rows.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert curve_label(lines[0]) == "RimiRec, 10M interactions"
+    assert curve_label(lines[1]) == "RimiRec, 10M interactions, all_positions_stride=None"
+    command = [sys.executable, str(ROOT / "benchmarks" / "scale_train.py"), "--out", str(rows)]
+    subprocess.run(command + ["--plot", str(tmp_path / "scale.png")], check=True, capture_output=True)
+    assert (tmp_path / "scale.png").stat().st_size > 0
+    missing = subprocess.run(command, capture_output=True, text=True)
+    assert missing.returncode == 2 and "--data_path is needed" in missing.stderr
+
+
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's per-process peak reset")
 def test_data_memory_row_has_every_stage(tmp_path):
     out = tmp_path / "rows.jsonl"
