@@ -123,6 +123,7 @@ FOLDERS = [
     "amazon-toys-cpu-rimirec-subclusters",
     "ml-100k-cpu-comirec",
     "amazon-beauty-cpu-comirec",
+    "amazon-toys-cpu-comirec",
 ]
 
 
