@@ -182,10 +182,11 @@ class FastPrefixRows(SequentialDataset):
             feat = split.inter_feat
             if LIST_START not in feat:
                 continue
-            if k == 0 and sequences_only and getattr(split, "train_sequences", None) is None:
-                split.train_sequences = self.sequences_of(feat)
-            if k == 0 and sequences_only and split.train_sequences is not None:
-                continue
+            if k == 0 and sequences_only:
+                if getattr(split, "train_sequences", None) is None:  # the tree hook may have set them
+                    split.train_sequences = self.sequences_of(feat)
+                if split.train_sequences is not None:
+                    continue  # None: a user's rows skip one, so the lists are needed after all
             split.inter_feat = self.with_lists(feat)
         return datasets
 
