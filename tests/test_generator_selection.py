@@ -6,7 +6,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_rimirec.model.generator import TreeGenerator, distillation_loss, node_log_probs, node_mass_log_probs
+from recbole_rimirec.model.generator import (
+    TreeGenerator,
+    distillation_loss,
+    node_log_probs,
+    node_mass_log_probs,
+    path_log_probs,
+)
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, select_beam, select_frontier, select_leaves
 from recbole_rimirec.tree.itemtree import build_tree
 from recbole_rimirec.tree.tensors import TreeTensors
@@ -25,6 +31,20 @@ trees = st.builds(
     depth=st.integers(1, 4),
     seed=st.integers(0, 5),
 )
+
+
+@settings(max_examples=40, deadline=None)
+@given(tree=trees, seed=st.integers(0, 100))
+def test_the_path_loss_is_the_leaf_column_of_every_node_log_probability(tree, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(7, tree.num_nodes, generator=g) * 3).requires_grad_()
+    target = torch.randint(1, int(tree.size[0]) + 1, (7,), generator=g)
+    path = path_log_probs(logits, tree, target)
+    full = node_log_probs(logits, tree).gather(1, tree.leaf[target][:, None])[:, 0]
+    assert torch.allclose(path, full, atol=1e-5)
+    (grad_path,) = torch.autograd.grad(path.sum(), logits)
+    (grad_full,) = torch.autograd.grad(full.sum(), logits)
+    assert torch.isfinite(grad_path).all() and torch.allclose(grad_path, grad_full, atol=1e-5)
 
 
 @settings(max_examples=40, deadline=None)

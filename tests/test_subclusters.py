@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from recbole_rimirec.model.generator import node_log_probs
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.selection import LEAF_ORDERS, group_logsumexp, select_leaves, select_subclusters
-from recbole_rimirec.tree.subclusters import batched_kmeans, split_leaves
+from recbole_rimirec.tree.subclusters import batched_kmeans, leaf_parts, split_leaves
 from tests.test_generator_selection import trees
 
 
@@ -18,16 +18,17 @@ def vectors_for(tree, seed, dim=5):
 
 
 @settings(max_examples=40, deadline=None)
-@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12))
-def test_the_split_keeps_every_leaf_and_tiles_it_with_its_clusters(tree, seed, sub_size):
-    split = split_leaves(vectors_for(tree, seed), tree, sub_size)
+@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12), max_clusters=st.sampled_from([1, 2, 3, 64]))
+def test_the_split_keeps_every_leaf_and_tiles_it_with_its_clusters(tree, seed, sub_size, max_clusters):
+    split = split_leaves(vectors_for(tree, seed), tree, sub_size, max_clusters=max_clusters, max_elements=50)
     n = int(tree.size[0])
     assert sorted(split.perm.tolist()) == sorted(tree.perm.tolist())  # a permutation of the same items
     for leaf in tree.is_leaf.nonzero().squeeze(1).tolist():
         lo, hi = int(tree.lo[leaf]), int(tree.hi[leaf])
         assert set(split.perm[lo:hi].tolist()) == set(tree.perm[lo:hi].tolist())  # every node keeps its items
         mine = (split.leaf == leaf).nonzero().squeeze(1)
-        assert len(mine) <= max(1, -(-(hi - lo) // sub_size))  # at most ceil(|leaf| / sub_size) clusters
+        parts = -(-(hi - lo) // (max_clusters * sub_size))  # a large leaf is clustered in parts
+        assert len(mine) <= max(1, -(-(hi - lo) // sub_size)) + parts - 1  # about ceil(|leaf| / sub_size) clusters
         assert int(split.size[mine].sum()) == hi - lo
         assert bool(((split.lo[mine] >= lo) & (split.hi[mine] <= hi)).all())
     assert split.lo[0] == 0 and split.hi[-1] == n and bool((split.lo[1:] == split.hi[:-1]).all())  # tiles, in order
@@ -36,6 +37,46 @@ def test_the_split_keeps_every_leaf_and_tiles_it_with_its_clusters(tree, seed, s
         items = split.perm[int(split.lo[c]) : int(split.hi[c])]
         assert bool((split.cluster[items] == c).all())
     assert split.cluster[0] == -1
+
+
+@settings(max_examples=30, deadline=None)
+@given(tree=trees, seed=st.integers(0, 50), cap=st.integers(1, 10))
+def test_leaf_parts_cut_only_large_leaves_into_bounded_consecutive_parts(tree, seed, cap):
+    perm, unit = leaf_parts(vectors_for(tree, seed), tree, cap)
+    assert bool((unit[1:] - unit[:-1] >= 0).all()) and int(unit[0]) == 0  # parts numbered in tree order
+    _, count = torch.unique_consecutive(unit, return_counts=True)
+    assert int(count.max()) <= cap
+    for leaf in tree.is_leaf.nonzero().squeeze(1).tolist():
+        lo, hi = int(tree.lo[leaf]), int(tree.hi[leaf])
+        if hi == lo:
+            continue
+        assert set(perm[lo:hi].tolist()) == set(tree.perm[lo:hi].tolist())  # every node keeps its items
+        assert len(set(unit[lo:hi].tolist())) == -(-(hi - lo) // cap)
+        if hi - lo <= cap:
+            assert torch.equal(perm[lo:hi], tree.perm[lo:hi])  # a small leaf is left as it is
+    assert len(set(unit.tolist())) == int(unit.max()) + 1  # no part id is skipped or shared between leaves
+
+
+def test_the_kmeans_runs_stay_bounded_when_cold_items_fill_one_leaf(monkeypatch):
+    from recbole_rimirec.tree import subclusters
+    from recbole_rimirec.tree.itemtree import build_tree
+    from recbole_rimirec.tree.tensors import TreeTensors
+
+    co = np.random.default_rng(0).standard_normal((401, 4)).astype(np.float32)
+    co[100:] = 0.0  # items 100-400 without co-occurrence: the root's cold child, never split
+    tree = TreeTensors(build_tree(co, 3, 10, 2))
+    assert int(tree.size[tree.is_leaf].max()) == 301
+    runs, kmeans = [], subclusters.batched_kmeans
+
+    def recording(x, real, k, iters=10, seed=0):
+        runs.append((x.shape[0] * x.shape[1] * int(k.max()), x.shape[1], int(k.max())))
+        return kmeans(x, real, k, iters, seed)
+
+    monkeypatch.setattr(subclusters, "batched_kmeans", recording)
+    split = split_leaves(vectors_for(tree, 0), tree, 2, max_clusters=4, max_elements=200)
+    assert runs and all(k <= 4 and width <= 8 for _, width, k in runs)  # parts of at most 4 x 2 items
+    assert all(elements <= 200 for elements, _, _ in runs)  # chunks of the distance array
+    assert int(split.size.sum()) == 400 and int(split.size.max()) <= 8
 
 
 def test_kmeans_separates_well_apart_groups():

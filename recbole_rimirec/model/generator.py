@@ -45,6 +45,32 @@ def node_log_probs(logits: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
     return out
 
 
+def path_log_probs(logits: torch.Tensor, tree: TreeTensors, target: torch.Tensor) -> torch.Tensor:
+    """log P(leaf(target) | user), from the softmax over each ancestor's siblings only.
+
+    The same value as ``node_log_probs(logits, tree)`` at the target's leaf, at a cost of
+    ``depth x branching`` per row instead of one pass over every node.
+
+    Args:
+        logits: [P, N] one logit per node.
+        tree: the tree's tensors.
+        target: [P] target item ids.
+
+    Returns:
+        torch.Tensor: [P] log-probabilities of the targets' leaves.
+    """
+    P, N = logits.shape
+    codes = tree.codes[target]  # [P, D] ancestors below the root, 0-padded
+    parents = torch.cat([torch.zeros_like(codes[:, :1]), codes[:, :-1]], 1)  # [P, D] each ancestor's parent
+    width = int((tree.child_hi - tree.child_lo).max())
+    sibling = tree.child_lo[parents][:, :, None] + torch.arange(width, device=logits.device)  # [P, D, W]
+    real = sibling < tree.child_hi[parents][:, :, None]
+    sib_logits = logits.gather(1, sibling.clamp(max=N - 1).flatten(1)).view(P, -1, width)  # [P, D, W]
+    log_z = sib_logits.masked_fill(~real & (codes > 0)[:, :, None], float("-inf")).logsumexp(2)  # [P, D] finite
+    cond = logits.gather(1, codes) - log_z  # [P, D] log P(ancestor | parent)
+    return cond.masked_fill(codes == 0, 0.0).sum(1)
+
+
 def distillation_loss(log_p: torch.Tensor, item_probs: torch.Tensor, tree: TreeTensors) -> torch.Tensor:
     """Cross-entropy of the generator against another model's mass per leaf.
 
@@ -127,6 +153,9 @@ class TreeGenerator(nn.Module):
     def loss(self, h: torch.Tensor, target: torch.Tensor, log_p: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood of the target's path (= -log P(leaf(target) | user)).
 
+        Without ``log_p``, only the softmax over each ancestor's siblings is computed
+        (:func:`path_log_probs`), not P(node | user) for every node.
+
         Args:
             h: [P, H] user states.
             target: [P] target item ids.
@@ -135,5 +164,6 @@ class TreeGenerator(nn.Module):
         Returns:
             torch.Tensor: the mean loss.
         """
-        log_p = self(h) if log_p is None else log_p
+        if log_p is None:
+            return -path_log_probs(h @ self.node_embedding.weight.T + self.node_bias, self.tree, target).mean()
         return -log_p.gather(1, self.tree.leaf[target][:, None]).mean()

@@ -210,7 +210,7 @@ class RimiRec(SequentialRecommender):
             loss = self.tower.sampled_loss(h, target, weight, self.tower_negatives)
         else:
             loss = self.tower.loss(h, target, weight)
-        log_p = self.generator(h)  # [P, N]
+        log_p = self.generator(h) if self.distill_weight else None  # [P, N], for the distillation only
         loss = loss + self.generator_weight * self.generator.loss(h, target, log_p)
         if self.global_weight and self.global_negatives:  # sampled softmax, popularity proposal, log-Q corrected
             loss = loss + self.global_weight * sampled_softmax_loss(

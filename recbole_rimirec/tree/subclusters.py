@@ -84,44 +84,96 @@ def batched_kmeans(
     return label.masked_fill(~real, -1)
 
 
-def split_leaves(item_vectors: torch.Tensor, tree: TreeTensors, sub_size: int, iters: int = 10) -> LeafSplit:
+def leaf_parts(vectors: torch.Tensor, tree: TreeTensors, cap: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cuts every leaf larger than ``cap`` into ``ceil(|leaf| / cap)`` near-equal parts along one direction.
+
+    A large leaf's items are first ordered along the random direction that also seeds
+    :func:`batched_kmeans`, then cut into consecutive parts, so k-means runs on parts of bounded
+    size: its cost grows with the library, not with the square of the largest leaf (a leaf of cold
+    items, which co-occurrence cannot split, may hold most of a large library). Smaller leaves are
+    one part each, in their own order.
+
+    Args:
+        vectors: [n_items, H] item vectors.
+        tree: the tree's tensors.
+        cap: the most items of one part (>= 1).
+        seed: seed of the direction.
+
+    Returns:
+        (perm, unit): [n_items - 1] the tree order with each large leaf's items ordered along the
+        direction (every node keeps its range); [n_items - 1] each position's part, numbered in tree order.
+    """
+    perm, n = tree.perm, len(tree.perm)
+    leaves = tree.is_leaf.nonzero().squeeze(1)
+    leaves = leaves[tree.size[leaves] > 0]
+    leaves = leaves[torch.argsort(tree.lo[leaves])]  # [F] the leaves in tree order: they tile it
+    size = tree.size[leaves]  # [F]
+    parts = (size + cap - 1) // cap  # [F]
+    first_part = parts.cumsum(0) - parts  # [F] each leaf's first part id
+    which = torch.searchsorted(tree.lo[leaves], torch.arange(n, device=perm.device), right=True) - 1  # [n] leaf
+    big = size[which] > cap  # [n] positions in a leaf that is cut
+    if bool(big.any()):
+        direction = torch.randn(vectors.shape[1], generator=torch.Generator().manual_seed(seed)).to(vectors)
+        along = torch.zeros(n, dtype=vectors.dtype, device=vectors.device)
+        along[big] = vectors[perm[big]] @ direction
+        order = torch.argsort(along, stable=True)  # then by leaf, stably: each cut leaf sorted along the direction
+        perm = perm[order[torch.argsort(which[order], stable=True)]]
+    rank = torch.arange(n, device=perm.device) - tree.lo[leaves][which]  # [n] position inside its leaf
+    return perm, first_part[which] + rank * parts[which] // size[which]
+
+
+def split_leaves(
+    item_vectors: torch.Tensor,
+    tree: TreeTensors,
+    sub_size: int,
+    iters: int = 10,
+    max_clusters: int = 64,
+    max_elements: int = 1 << 24,
+) -> LeafSplit:
     """Cuts every leaf into ``ceil(|leaf| / sub_size)`` k-means clusters of its items' vectors.
 
     Leaves are clustered in batches of similar size (padded to the next power of two), with no
-    loop over leaves.
+    loop over leaves. A leaf of more than ``max_clusters * sub_size`` items is first cut into parts
+    of at most that size along one direction (:func:`leaf_parts`), each part clustered on its own;
+    each batch is cut into chunks whose distance array holds at most ``max_elements`` entries, so
+    time and memory grow with the library, not with the square of a leaf.
 
     Args:
         item_vectors: [n_items, H] the item tower (row 0 is padding).
         tree: the tree's tensors.
         sub_size: the mean size of a sub-cluster (a leaf this small stays whole).
         iters: Lloyd iterations.
+        max_clusters: the most clusters of one k-means run.
+        max_elements: the most entries of one chunk's [leaves, size, clusters] distances.
 
     Returns:
         LeafSplit: the sub-clusters, in tree order.
     """
     device = item_vectors.device
     vectors = item_vectors.detach().float()
-    perm = tree.perm
+    perm, unit = leaf_parts(vectors, tree, max_clusters * sub_size)  # [n], [n]
     n = len(perm)
-    leaves = tree.is_leaf.nonzero().squeeze(1)
-    leaves = leaves[tree.size[leaves] > 0]
-    lo, size = tree.lo[leaves], tree.size[leaves]  # [F]
-    label = torch.zeros(n, dtype=torch.long, device=device)  # each tree position's cluster inside its leaf
-    bucket = torch.ceil(torch.log2(size.float())).long()  # [F] leaves padded to 2 ** bucket
+    _, unit_size = torch.unique_consecutive(unit, return_counts=True)  # [F] the parts tile the tree order
+    unit_lo = unit_size.cumsum(0) - unit_size
+    label = torch.zeros(n, dtype=torch.long, device=device)  # each tree position's cluster inside its part
+    bucket = torch.ceil(torch.log2(unit_size.float())).long()  # [F] parts padded to 2 ** bucket
     for b in bucket.unique().tolist():
-        rows = (bucket == b).nonzero().squeeze(1)
         width = 1 << b
-        pos = lo[rows][:, None] + torch.arange(width, device=device)[None, :]  # [L, S] tree positions
-        real = pos < (lo[rows] + size[rows])[:, None]
-        x = vectors[perm[pos.clamp(max=n - 1)]]  # [L, S, H]
-        k = torch.clamp((size[rows] + sub_size - 1) // sub_size, min=1)
-        found = batched_kmeans(x, real, k, iters)
-        label[pos[real]] = found[real]
-    # regroup every leaf's positions by cluster: one stable sort by (leaf start, cluster)
-    leaf_of_position = tree.leaf[perm]  # [n] the leaves tile the tree order
-    key = tree.lo[leaf_of_position] * (int(label.max()) + 1) + label  # [n]
+        rows = (bucket == b).nonzero().squeeze(1)
+        k = torch.clamp((unit_size[rows] + sub_size - 1) // sub_size, min=1)  # [L]
+        step = max(1, max_elements // (width * int(k.max())))
+        for chunk in range(0, len(rows), step):
+            part, part_k = rows[chunk : chunk + step], k[chunk : chunk + step]
+            pos = unit_lo[part][:, None] + torch.arange(width, device=device)[None, :]  # [L, S] tree positions
+            real = pos < (unit_lo[part] + unit_size[part])[:, None]
+            x = vectors[perm[pos.clamp(max=n - 1)]]  # [L, S, H]
+            found = batched_kmeans(x, real, part_k, iters)
+            label[pos[real]] = found[real]
+    # regroup every part's positions by cluster: one stable sort by (part, cluster)
+    key = unit * (int(label.max()) + 1) + label  # [n]
     order = torch.argsort(key, stable=True)
     new_perm = perm[order]
+    leaf_of_position = tree.leaf[new_perm]
     _, counts = torch.unique_consecutive(key[order], return_counts=True)  # the sub-clusters, in tree order
     hi = counts.cumsum(0)
     lo_c = hi - counts
