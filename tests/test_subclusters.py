@@ -42,7 +42,9 @@ def test_the_split_keeps_every_leaf_and_tiles_it_with_its_clusters(tree, seed, s
 @settings(max_examples=30, deadline=None)
 @given(tree=trees, seed=st.integers(0, 50), cap=st.integers(1, 10))
 def test_leaf_parts_cut_only_large_leaves_into_bounded_consecutive_parts(tree, seed, cap):
-    perm, unit = leaf_parts(vectors_for(tree, seed), tree, cap)
+    vectors = vectors_for(tree, seed)
+    direction = torch.randn(vectors.shape[1], generator=torch.Generator().manual_seed(0))
+    perm, unit = leaf_parts(vectors, tree, cap)
     assert bool((unit[1:] - unit[:-1] >= 0).all()) and int(unit[0]) == 0  # parts numbered in tree order
     _, count = torch.unique_consecutive(unit, return_counts=True)
     assert int(count.max()) <= cap
@@ -54,6 +56,9 @@ def test_leaf_parts_cut_only_large_leaves_into_bounded_consecutive_parts(tree, s
         assert len(set(unit[lo:hi].tolist())) == -(-(hi - lo) // cap)
         if hi - lo <= cap:
             assert torch.equal(perm[lo:hi], tree.perm[lo:hi])  # a small leaf is left as it is
+        else:  # a cut leaf is ordered along the direction, so each part is a slab of it
+            along = vectors[perm[lo:hi]] @ direction
+            assert bool((along[1:] >= along[:-1]).all())
     assert len(set(unit.tolist())) == int(unit.max()) + 1  # no part id is skipped or shared between leaves
 
 

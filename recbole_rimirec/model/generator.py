@@ -148,7 +148,18 @@ class TreeGenerator(nn.Module):
         Returns:
             torch.Tensor: [P, N].
         """
-        return node_log_probs(h @ self.node_embedding.weight.T + self.node_bias, self.tree)
+        return node_log_probs(self.logits(h), self.tree)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """One logit per node.
+
+        Args:
+            h: [P, H] user states.
+
+        Returns:
+            torch.Tensor: [P, N].
+        """
+        return h @ self.node_embedding.weight.T + self.node_bias
 
     def loss(self, h: torch.Tensor, target: torch.Tensor, log_p: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood of the target's path (= -log P(leaf(target) | user)).
@@ -165,5 +176,5 @@ class TreeGenerator(nn.Module):
             torch.Tensor: the mean loss.
         """
         if log_p is None:
-            return -path_log_probs(h @ self.node_embedding.weight.T + self.node_bias, self.tree, target).mean()
+            return -path_log_probs(self.logits(h), self.tree, target).mean()
         return -log_p.gather(1, self.tree.leaf[target][:, None]).mean()
