@@ -15,7 +15,9 @@ Example:
     python benchmarks/scale_train.py --out benchmarks/results/scale-train-cpu.jsonl --plot docs/img/scale-train-cpu.png
 
 ``--set key=value`` adds config keys to every run (recorded in the row's ``settings``), e.g.
-``--set all_positions_stride=None``.
+``--set all_positions_stride=None``. ``--allocator <libtcmalloc_minimal.so.4>`` preloads a memory
+allocator into each run (recorded as ``allocator``; see docs/benchmarks.md "Training at scale":
+glibc's malloc returns large blocks to the system, and page faults then dominate a CPU step).
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON lines, one row per run (appended)")
     parser.add_argument("--plot", metavar="PNG", help="only draw the rows of --out against library size into PNG")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config for every run")
+    parser.add_argument("--allocator", metavar="LIB", help="a malloc library preloaded into each run (LD_PRELOAD)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from run import parse_value
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         row["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(json.dumps(row))
         return 0
+    if args.allocator and not os.path.isfile(args.allocator):
+        parser.error(f"--allocator: no file {args.allocator}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"LD_PRELOAD": args.allocator} if args.allocator else {})}
     import synthetic
 
     for n in args.sizes:
@@ -206,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, __file__, "--one", model, name, "--data_path", args.data_path]
             command += ["--epochs", str(args.epochs), "--seed", str(args.seed), "--out", args.out]
             command += ["--set", *args.set] if args.set else []
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 print(f"{model} at {n} items failed:\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row.update(n_items=n, n_users=args.users, n_interactions=lines)
+            row["allocator"] = os.path.basename(args.allocator) if args.allocator else "glibc"
             append_row(args.out, row)
     return 0
 

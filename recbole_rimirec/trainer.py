@@ -16,6 +16,7 @@ from recbole.utils import set_color
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
 from recbole_rimirec.data.loaders import trim_padding
 from recbole_rimirec.evaluation import ListCollector
+from recbole_rimirec.optim import LazyAdam
 from recbole_rimirec.retrieval.merge import dense_scores
 
 
@@ -163,6 +164,14 @@ class SafeCheckpointMixin:
         self.item_category = None  # [n_items] category per item; set by the runner when diversity_field names one
         if config["diversity_field"]:
             setattr(self.eval_collector.register, "rec.items", True)  # the top-k ids, for Diversity@N
+
+    def _build_optimizer(self, **kwargs):
+        """RecBole's optimizer; :class:`LazyAdam` when ``sparse_item_grad`` gives the item table sparse gradients."""
+        if not self.config["sparse_item_grad"]:
+            return super()._build_optimizer(**kwargs)
+        params = kwargs.get("params", self.model.parameters())
+        lr, decay = kwargs.get("learning_rate", self.learning_rate), kwargs.get("weight_decay", self.weight_decay)
+        return LazyAdam(params, lr=lr, weight_decay=decay)
 
     def fit(self, train_data, *args, **kwargs):
         self._claim_files()

@@ -161,6 +161,7 @@ def sampled_softmax_loss(
     sample_prob: torch.Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
+    sparse: bool = False,
 ) -> torch.Tensor:
     """Sampled softmax with negatives shared across the batch and the log-Q correction.
 
@@ -175,14 +176,15 @@ def sampled_softmax_loss(
         sample_prob: [n_items] sampling distribution q (0 for padding).
         num_samples: S, negatives shared by the batch.
         generator: torch random generator for the draw.
+        sparse: give ``item_weight`` a sparse gradient (the rows looked up), for ``sparse_item_grad``.
 
     Returns:
         torch.Tensor: the mean loss.
     """
     negatives = torch.multinomial(sample_prob, num_samples, replacement=True, generator=generator)  # [S]
     log_q = torch.log(sample_prob * num_samples)
-    pos = (user * item_weight[target]).sum(-1) - log_q[target]  # [B]
-    neg = user @ item_weight[negatives].T - log_q[negatives]  # [B, S]
+    pos = (user * F.embedding(target, item_weight, sparse=sparse)).sum(-1) - log_q[target]  # [B]
+    neg = user @ F.embedding(negatives, item_weight, sparse=sparse).T - log_q[negatives]  # [B, S]
     neg = neg.masked_fill(negatives.unsqueeze(0) == target.unsqueeze(1), float("-inf"))
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1)  # [B, 1 + S]
     return F.cross_entropy(logits, torch.zeros_like(target))

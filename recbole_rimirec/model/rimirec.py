@@ -31,6 +31,7 @@ from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
+from recbole_rimirec.optim import check_sparse_item_grad
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.retrieval.selection import (
@@ -99,6 +100,7 @@ class RimiRec(SequentialRecommender):
             raise ConfigError(
                 f"node_conditioning '{config['node_conditioning']}' is not one of {', '.join(CONDITIONINGS)}"
             )
+        check_sparse_item_grad(config, "RimiRec")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -107,7 +109,8 @@ class RimiRec(SequentialRecommender):
             raise ConfigError("RimiRec needs the item tree: build its dataset with TreeDataset (the model's default)")
         H = self.hidden_size = config["hidden_size"]
         self.tree = TreeTensors(dataset.tree)
-        self.item_embedding = nn.Embedding(self.n_items, H, padding_idx=0)
+        self.sparse = bool(config["sparse_item_grad"])  # item lookups give sparse gradients (optim.LazyAdam)
+        self.item_embedding = nn.Embedding(self.n_items, H, padding_idx=0, sparse=self.sparse)
         self.position_embedding = nn.Embedding(self.max_seq_length, H)
         self.code_embedding = nn.Embedding(self.tree.num_nodes, H, padding_idx=0) if config["code_input"] else None
         self.trm_encoder = TransformerEncoder(
@@ -207,14 +210,14 @@ class RimiRec(SequentialRecommender):
             target = interaction[self.POS_ITEM_ID]
         weight = self.item_embedding.weight
         if self.tower_negatives:  # bounded: sampled inside nodes larger than tower_negatives
-            loss = self.tower.sampled_loss(h, target, weight, self.tower_negatives)
+            loss = self.tower.sampled_loss(h, target, weight, self.tower_negatives, sparse=self.sparse)
         else:
             loss = self.tower.loss(h, target, weight)
         log_p = self.generator(h) if self.distill_weight else None  # [P, N], for the distillation only
         loss = loss + self.generator_weight * self.generator.loss(h, target, log_p)
         if self.global_weight and self.global_negatives:  # sampled softmax, popularity proposal, log-Q corrected
             loss = loss + self.global_weight * sampled_softmax_loss(
-                h, target, weight, self.sample_prob, self.global_negatives
+                h, target, weight, self.sample_prob, self.global_negatives, sparse=self.sparse
             )
         if (self.global_weight and not self.global_negatives) or self.distill_weight:
             logits = h @ weight.T  # [P, n_items]

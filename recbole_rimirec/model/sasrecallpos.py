@@ -18,6 +18,7 @@ from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError, check_integer
 from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
+from recbole_rimirec.optim import check_sparse_item_grad
 
 
 class SASRecAllPos(SASRec):
@@ -40,6 +41,9 @@ class SASRecAllPos(SASRec):
         if self.negatives:
             check_integer("global_negatives", self.negatives, 1)
             self.register_buffer("sample_prob", popularity_distribution(dataset, self.n_items), persistent=False)
+        check_sparse_item_grad(config, "SASRecAllPos")
+        self.sparse = bool(config["sparse_item_grad"])
+        self.item_embedding.sparse = self.sparse  # lookups give sparse gradients (optim.LazyAdam)
 
     def encode_all(
         self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
@@ -83,7 +87,8 @@ class SASRecAllPos(SASRec):
             return hidden.sum() * 0.0
         h, target = hidden[keep], targets[keep]  # [N, H], [N]
         if self.negatives:  # sampled softmax over a shared popularity draw, log-Q corrected
-            loss = sampled_softmax_loss(h, target, self.item_embedding.weight, self.sample_prob, self.negatives)
+            weight = self.item_embedding.weight
+            loss = sampled_softmax_loss(h, target, weight, self.sample_prob, self.negatives, sparse=self.sparse)
         else:
             loss = F.cross_entropy(h @ self.item_embedding.weight.T, target)  # [N, n_items] logits
         return epoch_weighted(loss, keep.sum(), interaction, self.TARGETS)

@@ -100,6 +100,7 @@ class NodeConditionedTower(nn.Module):
         item_weight: torch.Tensor,
         negatives: int,
         generator: torch.Generator | None = None,
+        sparse: bool = False,
     ) -> torch.Tensor:
         """:meth:`loss` with each within-node softmax over at most ``negatives`` items: no loop over nodes.
 
@@ -115,6 +116,7 @@ class NodeConditionedTower(nn.Module):
             item_weight: [n_items, H] item tower.
             negatives: M, the most items scored per (position, node).
             generator: torch random generator for the draw.
+            sparse: give ``item_weight`` a sparse gradient (the rows looked up), for ``sparse_item_grad``.
 
         Returns:
             torch.Tensor: the mean loss over (position, level) pairs.
@@ -131,8 +133,8 @@ class NodeConditionedTower(nn.Module):
         real = ~small[:, None] | (col < size[:, None])  # [R, M] slots holding an item of the node
         items = tree.perm[(lo[:, None] + offset.clamp(max=(size[:, None] - 1).clamp(min=0))).clamp(min=0)]  # [R, M]
         u = self.user(h[row], node)  # [R, H]
-        neg = torch.einsum("rh,rmh->rm", u, item_weight[items])  # [R, M]
+        neg = torch.einsum("rh,rmh->rm", u, F.embedding(items, item_weight, sparse=sparse))  # [R, M]
         neg = neg.masked_fill(~real | (items == tgt[:, None]), float("-inf"))
-        pos = (u * item_weight[tgt]).sum(-1, keepdim=True)  # [R, 1]
+        pos = (u * F.embedding(tgt, item_weight, sparse=sparse)).sum(-1, keepdim=True)  # [R, 1]
         logits = torch.cat([pos, neg], 1)  # [R, 1 + M]
         return F.cross_entropy(logits, torch.zeros_like(tgt))
