@@ -15,9 +15,11 @@ Example:
     python benchmarks/scale_train.py --out benchmarks/results/scale-train-cpu.jsonl --plot docs/img/scale-train-cpu.png
 
 ``--set key=value`` adds config keys to every run (recorded in the row's ``settings``), e.g.
-``--set all_positions_stride=None``. ``--allocator <libtcmalloc_minimal.so.4>`` preloads a memory
-allocator into each run (recorded as ``allocator``; see docs/benchmarks.md "Training at scale":
-glibc's malloc returns large blocks to the system, and page faults then dominate a CPU step).
+``--set all_positions_stride=None``. ``--note`` records the run's conditions (another run beside it:
+its seconds are inflated; the plot draws such rows as their own curve). ``--allocator
+<libtcmalloc_minimal.so.4>`` preloads a memory allocator into each run (recorded as ``allocator``;
+docs/benchmarks.md "Training at scale": glibc's malloc returns large blocks to the system, and the
+page faults of the next allocation then cost more than the arithmetic of a CPU step).
 """
 
 from __future__ import annotations
@@ -128,10 +130,13 @@ def append_row(path: str, row: dict) -> None:
 
 
 def curve_label(row: dict) -> str:
-    """A row's curve: its model, interactions and any setting beyond the model's scale settings."""
+    """A row's curve: its model, interactions, any setting beyond the model's scale settings, allocator and note."""
     extra = {k: v for k, v in row.get("settings", {}).items() if MODELS.get(row["model"], {}).get(k, object()) != v}
     label = f"{row['model']}, {row['n_interactions'] / 1e6:.0f}M interactions"
-    return label + "".join(f", {k}={v}" for k, v in sorted(extra.items()))
+    label += "".join(f", {k}={v}" for k, v in sorted(extra.items()))
+    if row.get("allocator", "glibc") != "glibc":
+        label += f", {row['allocator'].split('.so')[0].removeprefix('lib')}"
+    return label + (f" [{row['note']}]" if row.get("note") else "")
 
 
 def plot_rows(rows_path: str, out: str) -> None:
@@ -183,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="only draw the rows of --out against library size into PNG")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config for every run")
     parser.add_argument("--allocator", metavar="LIB", help="a malloc library preloaded into each run (LD_PRELOAD)")
+    parser.add_argument("--note", help="conditions of these runs (e.g. 'beside one other run'), kept in each row")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from run import parse_value
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row.update(n_items=n, n_users=args.users, n_interactions=lines)
             row["allocator"] = os.path.basename(args.allocator) if args.allocator else "glibc"
+            row.update({"note": args.note} if args.note else {})
             append_row(args.out, row)
     return 0
 

@@ -287,6 +287,8 @@ def test_scale_plot_draws_one_curve_per_setting(tmp_path):
     rows.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert curve_label(lines[0]) == "RimiRec, 10M interactions"
     assert curve_label(lines[1]) == "RimiRec, 10M interactions, all_positions_stride=None"
+    noted = {**lines[0], "allocator": "libtcmalloc_minimal.so.4", "note": "beside one other run"}
+    assert curve_label(noted) == "RimiRec, 10M interactions, tcmalloc_minimal [beside one other run]"
     command = [sys.executable, str(ROOT / "benchmarks" / "scale_train.py"), "--out", str(rows)]
     subprocess.run(command + ["--plot", str(tmp_path / "scale.png")], check=True, capture_output=True)
     assert (tmp_path / "scale.png").stat().st_size > 0
