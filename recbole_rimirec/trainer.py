@@ -389,7 +389,9 @@ class RetrievalTrainer(Trainer):
         if not self.use_retrieval:
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         self.model.eval()
+        start = perf_counter()
         self.model.build_index()
+        index_s = perf_counter() - start
         self._stats = {"users": 0, "nodes": 0, "items": 0, "seconds": 0.0}
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         if self.distributed:  # sums over ranks (users repeated by the sampler's padding count twice)
@@ -402,6 +404,7 @@ class RetrievalTrainer(Trainer):
             "nodes_per_user": self._stats["nodes"] / users,
             "library_fraction": self._stats["items"] / users / (self.tot_item_num - 1),
             "retrieval_ms_per_user": 1000.0 * self._stats["seconds"] / users,
+            "index_s": index_s,  # the index of the current item vectors (and sub-clusters), once per evaluation
         }
         return result
 

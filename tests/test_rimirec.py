@@ -41,7 +41,7 @@ def test_end_to_end_writes_retrieval_fields(small, tmp_path):
     assert result["all_positions_stride"] == 5  # overlapping windows: RimiRec's default (README, Training modes)
     assert 1 <= result["nodes_per_user"] <= 20
     assert 0.1 < result["library_fraction"] <= 0.2 + 1e-9  # the budget is an upper bound
-    assert result["retrieval_ms_per_user"] > 0
+    assert result["retrieval_ms_per_user"] > 0 and result["index_s"] > 0
     assert result["test_result"]["hit@50"] > 0
 
 
