@@ -7,7 +7,7 @@ with the losses that scale (sampled global softmax, bounded within-node softmax)
 the metrics computed from its retrieved lists (no dense users x items matrix). One JSON row per run:
 ``model``, ``n_items``, ``n_users``, ``n_interactions``, ``epoch_s``, ``peak_memory_gb``,
 ``eval_ms_per_user``, ``recall@50``, ``tree_ari`` (RimiRec: its level-1 circles against the planted
-circles), ``device``.
+circles; ``tree_ari_seen`` over the items that occur in the interactions), ``device``.
 
 Example:
     python benchmarks/scale_train.py --sizes 100000 1000000 --data_path <scratch folder> \\
@@ -45,29 +45,41 @@ MODELS = {  # the settings that scale, per model
 }
 
 
-def recbole_tokens(folder: str, name: str) -> np.ndarray:
-    """RecBole's item tokens by id (its remap: first appearance in ``.inter``, then ``.item``; id 0 is padding)."""
+def recbole_tokens(folder: str, name: str) -> tuple[np.ndarray, int]:
+    """RecBole's item tokens by id (its remap: first appearance in ``.inter``, then ``.item``; id 0 is padding).
+
+    Returns:
+        tuple: the tokens by id, and how many items occur in ``.inter`` (ids 1 to that number).
+    """
     import pandas as pd
 
     inter = pd.read_csv(os.path.join(folder, f"{name}.inter"), sep="\t", usecols=[1], dtype=str).iloc[:, 0]
     item = pd.read_csv(os.path.join(folder, f"{name}.item"), sep="\t", usecols=[0], dtype=str).iloc[:, 0]
     _, uniques = pd.factorize(pd.concat([inter, item], ignore_index=True))
-    return np.r_[["[PAD]"], np.asarray(uniques, dtype=str)]
+    return np.r_[["[PAD]"], np.asarray(uniques, dtype=str)], int(inter.nunique())
 
 
-def tree_ari(checkpoint: str, folder: str, name: str) -> float:
-    """ARI of a saved RimiRec tree's level-1 nodes against the planted circles."""
+def tree_ari(checkpoint: str, folder: str, name: str) -> dict[str, float]:
+    """ARI of a saved RimiRec tree's level-1 nodes against the planted circles.
+
+    Returns:
+        dict: ``tree_ari`` over every item, ``tree_ari_seen`` over the items that occur in the
+        interactions (items never seen have no co-occurrence and share one node of the tree).
+    """
     import pandas as pd
     from sklearn.metrics import adjusted_rand_score
 
     from recbole_rimirec.checkpoint import load_checkpoint
 
     codes = load_checkpoint(checkpoint)["state_dict"]["tree.codes"].numpy()  # [n_items, D] by RecBole id
-    tokens = recbole_tokens(folder, name)
+    tokens, seen = recbole_tokens(folder, name)
     planted = pd.read_csv(os.path.join(folder, f"{name}.item"), sep="\t", dtype=str)
     circle = dict(zip(planted.iloc[:, 0], planted.iloc[:, 1], strict=True))
     labels = np.array([circle.get(t, "") for t in tokens[1:]])
-    return float(adjusted_rand_score(labels, codes[1:, 0]))
+    return {
+        "tree_ari": float(adjusted_rand_score(labels, codes[1:, 0])),
+        "tree_ari_seen": float(adjusted_rand_score(labels[:seen], codes[1 : 1 + seen, 0])),
+    }
 
 
 def one_run(model: str, name: str, data_path: str, epochs: int, seed: int, extra: dict | None = None) -> dict:
@@ -115,7 +127,7 @@ def one_run(model: str, name: str, data_path: str, epochs: int, seed: int, extra
         "settings": {**MODELS[model], **(extra or {})},
     }
     if model == "RimiRec" and result.get("checkpoint"):
-        row["tree_ari"] = tree_ari(result["checkpoint"], os.path.join(data_path, name), name)
+        row.update(tree_ari(result["checkpoint"], os.path.join(data_path, name), name))
     return row
 
 

@@ -269,6 +269,7 @@ def test_scale_training_row_has_the_issue_fields(tmp_path):
     fields = {"model", "n_items", "n_users", "n_interactions", "epoch_s", "peak_memory_gb", "eval_ms_per_user"}
     assert fields | {"recall@50", "tree_ari", "device"} <= set(row)
     assert row["n_items"] == 2000 and -1 <= row["tree_ari"] <= 1 and row["peak_memory_gb"] > 0
+    assert -1 <= row["tree_ari_seen"] <= 1
     assert row["settings"]["select_budget"] == 0.05 and row["settings"]["all_positions_stride"] is None
 
 
