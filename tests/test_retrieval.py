@@ -76,6 +76,19 @@ def test_merge_keeps_each_item_once_with_its_best_score(seed, k):
         assert len(set(i for i, _ in got)) == len(got)
 
 
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 1000), k=st.integers(1, 40), empty=st.floats(0.0, 0.9))
+def test_merge_of_disjoint_lists_needs_no_duplicate_search(seed, k, empty):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(3, 30, generator=g)
+    ids = torch.stack([torch.randperm(100, generator=g)[:30] + 1 for _ in range(3)])  # distinct per row
+    hole = torch.rand(3, 30, generator=g) < empty  # empty slots, as a search short of k leaves them
+    scores, ids = scores.masked_fill(hole, float("-inf")), ids.masked_fill(hole, -1)
+    fast_s, fast_i = merge_topk(scores, ids, k, distinct=True)
+    slow_s, slow_i = merge_topk(scores, ids, k)
+    assert torch.equal(fast_s, slow_s) and torch.equal(fast_i, slow_i)
+
+
 def test_group_by_user_lays_out_lists():
     user = torch.tensor([1, 0, 1, 1])
     s = torch.arange(8.0).view(4, 2)

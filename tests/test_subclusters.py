@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from recbole_rimirec.model.generator import node_log_probs
 from recbole_rimirec.retrieval.index import NodeIndex
-from recbole_rimirec.retrieval.selection import LEAF_ORDERS, group_logsumexp, select_leaves, select_subclusters
+from recbole_rimirec.retrieval.selection import (
+    LEAF_ORDERS,
+    budget_prefix,
+    group_logsumexp,
+    select_leaves,
+    select_subclusters,
+)
 from recbole_rimirec.tree.subclusters import batched_kmeans, leaf_parts, split_leaves
 from tests.test_generator_selection import trees
 
@@ -172,3 +178,54 @@ def test_a_search_over_parts_is_the_search_of_their_union(backend):
         assert bool((ids[m, len(top.values) :] == -1).all())
         expected = torch.logsumexp(s if backend == "exact" else top.values, 0)  # exact, or over the top k
         assert torch.allclose(log_z[m], expected, atol=1e-4)
+
+
+def sorted_prefix(priority: torch.Tensor, size: torch.Tensor, budget: int) -> torch.Tensor:
+    """The rule of :func:`budget_prefix` by a full sort of every row (the reference)."""
+    ranked = priority.argsort(dim=1, descending=True)
+    pooled = torch.isfinite(priority.gather(1, ranked))
+    take = (size[ranked].cumsum(1) <= budget) & pooled
+    take[:, 0] = pooled[:, 0]
+    return torch.zeros_like(take).scatter_(1, ranked, take)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    columns=st.integers(1, 60),
+    budget=st.integers(1, 200),
+    masked=st.floats(0.0, 1.0),
+    first_k=st.one_of(st.none(), st.integers(1, 8)),
+)
+def test_budget_prefix_is_the_sorted_prefix(seed, columns, budget, masked, first_k):
+    g = torch.Generator().manual_seed(seed)
+    priority = torch.randn(4, columns, generator=g)  # continuous: no ties
+    priority[torch.rand(4, columns, generator=g) < masked] = float("-inf")
+    size = torch.randint(1, 30, (columns,), generator=g)
+    kept = budget_prefix(priority, size, budget, first_k)
+    assert torch.equal(kept, sorted_prefix(priority, size, budget))
+    for b in range(4):  # the rule itself: finite only, within the budget unless a single column
+        assert bool(torch.isfinite(priority[b, kept[b]]).all())
+        assert int(size[kept[b]].sum()) <= budget or int(kept[b].sum()) == 1
+
+
+@pytest.mark.parametrize("order", LEAF_ORDERS)
+@settings(max_examples=30, deadline=None)
+@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12), budget_frac=st.floats(0.02, 0.6))
+def test_subclusters_are_taken_by_their_mass(order, tree, seed, sub_size, budget_frac):
+    n = int(tree.size[0])
+    budget = max(1, int(budget_frac * n))
+    pool = min(n, 2 * budget)
+    g = torch.Generator().manual_seed(seed)
+    split = split_leaves(vectors_for(tree, seed), tree, sub_size)
+    lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
+    h = torch.randn(3, 5, generator=g)
+    pooled = select_leaves(lp, tree, pool, 10**6, order)
+    priority = torch.full((3, len(split.size)), float("-inf"))
+    for leaf in split.leaf.unique().tolist():  # P(c | leaf, user): a softmax of h . centroid + log |c| in the leaf
+        mine = (split.leaf == leaf).nonzero().squeeze(1)
+        share = torch.log_softmax(h @ split.centroid[mine].T + split.size[mine].float().log(), dim=1)
+        mass = lp[:, leaf, None] + share - (split.size[mine].float().log() if order == "density" else 0.0)
+        priority[:, mine] = mass.masked_fill(~pooled[:, leaf, None], float("-inf"))
+    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order)
+    assert torch.equal(chosen, sorted_prefix(priority, split.size, budget))

@@ -355,5 +355,6 @@ class RimiRec(SequentialRecommender):
         """
         found = self.candidates(interaction, k)
         selected = found["selected"]
-        merged_s, merged_i = merge_topk(*group_by_user(found["user"], found["scores"], found["ids"], len(selected)), k)
+        grouped = group_by_user(found["user"], found["scores"], found["ids"], len(selected))  # [B, lists x k]
+        merged_s, merged_i = merge_topk(*grouped, k, distinct=True)  # the selected nodes are disjoint
         return merged_s, merged_i, selected.sum(1), found["items"]

@@ -8,27 +8,34 @@ from __future__ import annotations
 import torch
 
 
-def merge_topk(scores: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def merge_topk(
+    scores: torch.Tensor, ids: torch.Tensor, k: int, distinct: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Merges per-source candidate lists by score, keeping each item's best score once.
 
     Args:
         scores: [B, M] candidate scores (``-inf`` marks an empty slot).
         ids: [B, M] candidate item ids (an item may appear under several sources).
         k: list length N.
+        distinct: the caller guarantees that no item appears twice in a row among finite scores (the
+            sources are disjoint, as RimiRec's selected nodes are): one ``topk``, no sort to find duplicates.
 
     Returns:
         (top_scores, top_ids): [B, k] best first; slots past the distinct candidates hold
         ``-inf`` and id -1.
     """
-    order = scores.argsort(dim=1, descending=True)  # [B, M]
-    s, i = scores.gather(1, order), ids.gather(1, order)
-    # After sorting by score, an item's first occurrence is its best; later ones are duplicates.
-    sorted_ids, pos = i.sort(dim=1, stable=True)  # [B, M] grouped by id, score order inside
-    first = torch.ones_like(sorted_ids, dtype=torch.bool)
-    first[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
-    dup = torch.zeros_like(first)
-    dup.scatter_(1, pos, ~first)
-    s = s.masked_fill(dup, float("-inf"))
+    if distinct:
+        s, i = scores, ids
+    else:
+        order = scores.argsort(dim=1, descending=True)  # [B, M]
+        s, i = scores.gather(1, order), ids.gather(1, order)
+        # After sorting by score, an item's first occurrence is its best; later ones are duplicates.
+        sorted_ids, pos = i.sort(dim=1, stable=True)  # [B, M] grouped by id, score order inside
+        first = torch.ones_like(sorted_ids, dtype=torch.bool)
+        first[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+        dup = torch.zeros_like(first)
+        dup.scatter_(1, pos, ~first)
+        s = s.masked_fill(dup, float("-inf"))
     kk = min(k, s.size(1))
     top_s, top_pos = s.topk(kk, dim=1)
     top_i = i.gather(1, top_pos).masked_fill(torch.isinf(top_s) & (top_s < 0), -1)

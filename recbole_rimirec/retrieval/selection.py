@@ -206,16 +206,44 @@ def select_subclusters(
     """
     leaves = select_leaves(log_probs, tree, pool_items, pool_max_nodes, order)  # [B, N]
     log_size = split.size.clamp(min=1).float().log()  # [C]
-    estimate = h.float() @ split.centroid.T + log_size[None, :]  # [B, C]
-    share = estimate - group_logsumexp(estimate, split.leaf, tree.num_nodes).gather(
-        1, split.leaf.expand(len(h), -1)
-    )  # [B, C] log P(c | leaf, user)
-    priority = log_probs[:, split.leaf] + share
-    if order == "density":
-        priority = priority - log_size[None, :]
-    priority = priority.masked_fill(~leaves[:, split.leaf], float("-inf"))
-    ranked = priority.argsort(dim=1, descending=True)  # [B, C]
-    pooled = torch.isfinite(priority.gather(1, ranked))  # [B, C] in ranked order
-    take = (split.size[ranked].cumsum(1) <= budget_items) & pooled
-    take[:, 0] = pooled[:, 0]  # a user's first sub-cluster, whatever its size
-    return torch.zeros_like(take).scatter_(1, ranked, take)
+    score = h.float() @ split.centroid.T  # [B, C]
+    estimate = score + log_size[None, :]  # [B, C]
+    log_z = group_logsumexp(estimate, split.leaf, tree.num_nodes)  # [B, N] per leaf
+    # log P(leaf) + log P(c | leaf) = (log P(leaf) - log_z[leaf]) + estimate, and density takes
+    # log |c| off again: one [B, N] term per leaf, gathered once over the sub-clusters
+    per_leaf = (log_probs - log_z).masked_fill(~leaves, float("-inf"))  # [B, N]
+    priority = per_leaf[:, split.leaf] + (score if order == "density" else estimate)  # [B, C]
+    return budget_prefix(priority, split.size, budget_items)
+
+
+def budget_prefix(priority: torch.Tensor, size: torch.Tensor, budget: int, first_k: int | None = None) -> torch.Tensor:
+    """Each row's columns in descending priority while their running size fits the budget.
+
+    A row always keeps its best finite column, whatever its size; ``-inf`` columns are never kept.
+    The order comes from ``topk`` over a few more columns than the budget can hold, doubled until
+    every row's prefix ends inside it, so the cost follows the budget rather than the number of
+    columns (a full sort of 62k sub-clusters per user took 2 ms at a million items).
+
+    Args:
+        priority: [B, C] priorities (``-inf``: not a candidate).
+        size: [C] items in each column (at least 1).
+        budget: the most items a row keeps (an upper bound, except for its first column).
+        first_k: the first ``topk`` width; by default twice what the budget holds at the mean size.
+
+    Returns:
+        torch.Tensor: [B, C] bool, the kept columns.
+    """
+    C = priority.size(1)
+    if C == 0:
+        return torch.zeros_like(priority, dtype=torch.bool)
+    mean_size = float(size.float().mean())
+    k = min(C, first_k or int(2 * budget / max(mean_size, 1.0)) + 1)
+    while True:
+        top, ranked = priority.topk(k, dim=1)  # [B, k] best first
+        pooled = torch.isfinite(top)
+        take = (size[ranked].cumsum(1) <= budget) & pooled
+        take[:, 0] = pooled[:, 0]  # a row's first column, whatever its size
+        # take is a prefix of each row: once its last column is out, no later column can be in
+        if k == C or not bool(take[:, -1].any()):
+            return torch.zeros_like(priority, dtype=torch.bool).scatter_(1, ranked, take)
+        k = min(C, 2 * k)
