@@ -124,6 +124,7 @@ def one_run(model: str, name: str, data_path: str, epochs: int, seed: int, extra
         "recall@50": result["test_result"]["recall@50"],
         "tree_ari": None,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),  # torch's CPU threads (OMP_NUM_THREADS)
         "settings": {**MODELS[model], **(extra or {})},
     }
     if model == "RimiRec" and result.get("checkpoint"):
@@ -148,6 +149,8 @@ def curve_label(row: dict) -> str:
     extra = {k: v for k, v in row.get("settings", {}).items() if MODELS.get(row["model"], {}).get(k, object()) != v}
     label = f"{row['model']}, {row['n_interactions'] / 1e6:.0f}M interactions"
     label += "".join(f", {k}={v}" for k, v in sorted(extra.items()))
+    if row.get("threads", 1) != 1:
+        label += f", {row['threads']} threads"
     if row.get("allocator", "glibc") != "glibc":
         label += f", {row['allocator'].split('.so')[0].removeprefix('lib')}"
     return label + (f" [{row['note']}]" if row.get("note") else "")

@@ -269,7 +269,7 @@ def test_scale_training_row_has_the_issue_fields(tmp_path):
     fields = {"model", "n_items", "n_users", "n_interactions", "epoch_s", "peak_memory_gb", "eval_ms_per_user"}
     assert fields | {"recall@50", "tree_ari", "device"} <= set(row)
     assert row["n_items"] == 2000 and -1 <= row["tree_ari"] <= 1 and row["peak_memory_gb"] > 0
-    assert -1 <= row["tree_ari_seen"] <= 1
+    assert -1 <= row["tree_ari_seen"] <= 1 and row["threads"] >= 1
     assert row["settings"]["select_budget"] == 0.05 and row["settings"]["all_positions_stride"] is None
 
 
@@ -290,6 +290,10 @@ def test_scale_plot_draws_one_curve_per_setting(tmp_path):
     assert curve_label(lines[1]) == "RimiRec, 10M interactions, all_positions_stride=None"
     noted = {**lines[0], "allocator": "libtcmalloc_minimal.so.4", "note": "beside one other run"}
     assert curve_label(noted) == "RimiRec, 10M interactions, tcmalloc_minimal [beside one other run]"
+    assert (
+        curve_label({**noted, "threads": 2})
+        == "RimiRec, 10M interactions, 2 threads, tcmalloc_minimal [beside one other run]"
+    )
     command = [sys.executable, str(ROOT / "benchmarks" / "scale_train.py"), "--out", str(rows)]
     subprocess.run(command + ["--plot", str(tmp_path / "scale.png")], check=True, capture_output=True)
     assert (tmp_path / "scale.png").stat().st_size > 0
