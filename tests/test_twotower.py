@@ -66,9 +66,9 @@ def test_sampled_loss_with_room_for_every_node_is_the_exact_loss():
 
 def test_sampled_loss_in_large_nodes_is_finite_and_near_the_exact_on_average():
     tower, weight, h, target = _tower()
-    exact = float(tower.loss(h, target, weight))
+    exact = tower.loss(h, target, weight).item()
     g = torch.Generator().manual_seed(0)
-    draws = [float(tower.sampled_loss(h, target, weight, 16, generator=g)) for _ in range(20)]
+    draws = [tower.sampled_loss(h, target, weight, 16, generator=g).item() for _ in range(20)]
     assert all(np.isfinite(draws))
     assert np.mean(draws) < exact + 1e-4  # a sampled softmax's denominator holds fewer items: never above, on average
     assert np.mean(draws) > 0.5 * exact
