@@ -177,17 +177,27 @@ def plot_rows(rows_path: str, out: str) -> None:
         ("peak_memory_gb", "peak memory, GB"),
         ("eval_ms_per_user", "ms per test user"),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    legend_in = 0.18 * ((len(curves) + 1) // 2) + 0.2  # inches below the panels: two columns of labels
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2 + legend_in))
+    markers = "osD^v<>px*h"
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for label, by_size in sorted(curves.items()):
+        for i, (label, by_size) in enumerate(sorted(curves.items())):
             sizes = sorted(n for n in by_size if by_size[n].get(key) is not None)
-            ax.plot(sizes, [by_size[n][key] for n in sizes], marker="o", label=label)
+            ax.plot(
+                sizes,
+                [by_size[n][key] for n in sizes],
+                marker=markers[i % len(markers)],
+                color=plt.cm.tab20(i % 20),
+                label=label,
+            )
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel("items in the library")
         ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / (4.2 + legend_in), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
