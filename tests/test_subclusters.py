@@ -114,7 +114,7 @@ def test_group_logsumexp_matches_a_loop():
 @pytest.mark.parametrize("order", LEAF_ORDERS)
 @settings(max_examples=40, deadline=None)
 @given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12), budget_frac=st.floats(0.02, 0.6))
-def test_chosen_subclusters_lie_in_the_pooled_leaves_within_the_budget(order, tree, seed, sub_size, budget_frac):
+def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(order, tree, seed, sub_size, budget_frac):
     n = int(tree.size[0])
     budget = max(1, int(budget_frac * n))
     pool = min(n, 2 * budget)
@@ -130,6 +130,13 @@ def test_chosen_subclusters_lie_in_the_pooled_leaves_within_the_budget(order, tr
         assert len(picked) >= 1
         assert bool(pooled[b, split.leaf[picked]].all())  # only parts of stage 1's leaves
         assert int(split.size[picked].sum()) <= budget or len(picked) == 1  # the budget is an upper bound
+    priority = torch.full((3, len(split.size)), float("-inf"))
+    for leaf in split.leaf.unique().tolist():  # P(c | leaf, user): a softmax of h . centroid + log |c| in the leaf
+        mine = (split.leaf == leaf).nonzero().squeeze(1)
+        share = torch.log_softmax(h @ split.centroid[mine].T + split.size[mine].float().log(), dim=1)
+        mass = lp[:, leaf, None] + share - (split.size[mine].float().log() if order == "density" else 0.0)
+        priority[:, mine] = mass.masked_fill(~pooled[:, leaf, None], float("-inf"))
+    assert torch.equal(chosen, sorted_prefix(priority, split.size, budget))  # taken in order of that mass
 
 
 @pytest.mark.parametrize("order", LEAF_ORDERS)
@@ -207,25 +214,3 @@ def test_budget_prefix_is_the_sorted_prefix(seed, columns, budget, masked, first
     for b in range(4):  # the rule itself: finite only, within the budget unless a single column
         assert bool(torch.isfinite(priority[b, kept[b]]).all())
         assert int(size[kept[b]].sum()) <= budget or int(kept[b].sum()) == 1
-
-
-@pytest.mark.parametrize("order", LEAF_ORDERS)
-@settings(max_examples=30, deadline=None)
-@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12), budget_frac=st.floats(0.02, 0.6))
-def test_subclusters_are_taken_by_their_mass(order, tree, seed, sub_size, budget_frac):
-    n = int(tree.size[0])
-    budget = max(1, int(budget_frac * n))
-    pool = min(n, 2 * budget)
-    g = torch.Generator().manual_seed(seed)
-    split = split_leaves(vectors_for(tree, seed), tree, sub_size)
-    lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
-    h = torch.randn(3, 5, generator=g)
-    pooled = select_leaves(lp, tree, pool, 10**6, order)
-    priority = torch.full((3, len(split.size)), float("-inf"))
-    for leaf in split.leaf.unique().tolist():  # P(c | leaf, user): a softmax of h . centroid + log |c| in the leaf
-        mine = (split.leaf == leaf).nonzero().squeeze(1)
-        share = torch.log_softmax(h @ split.centroid[mine].T + split.size[mine].float().log(), dim=1)
-        mass = lp[:, leaf, None] + share - (split.size[mine].float().log() if order == "density" else 0.0)
-        priority[:, mine] = mass.masked_fill(~pooled[:, leaf, None], float("-inf"))
-    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order)
-    assert torch.equal(chosen, sorted_prefix(priority, split.size, budget))
