@@ -283,6 +283,21 @@ def test_distillation_reaches_the_generator(small):
         assert (grad is not None and bool(grad.abs().sum() > 0)) == moves
 
 
+def test_generator_detach_keeps_the_path_loss_out_of_the_encoder(small):
+    """generator_detach: the path NLL still trains the generator's nodes but gives the encoder no gradient."""
+    only_path = {**small, "global_loss_weight": 0.0, "tower_negatives": None}
+    for detach in (False, True):
+        _, _, net, train, _, _ = prepare({**only_path, "generator_detach": detach})
+        batch = next(iter(train))
+        net.tower.loss = lambda h, target, weight: h.sum() * 0.0  # the path loss alone reaches the encoder
+        net.zero_grad()
+        net.calculate_loss(batch).backward()
+        nodes = net.generator.node_embedding.weight.grad
+        encoder = [p.grad for p in net.trm_encoder.parameters() if p.grad is not None]
+        assert nodes is not None and bool(nodes.abs().sum() > 0)
+        assert any(bool(g.abs().sum() > 0) for g in encoder) != detach
+
+
 def test_scalable_losses_train_end_to_end(small):
     from recbole_rimirec.quick_start import run
 

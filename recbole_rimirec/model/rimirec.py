@@ -131,6 +131,7 @@ class RimiRec(SequentialRecommender):
         self.generator_weight = config["generator_loss_weight"]
         self.global_weight = config["global_loss_weight"]
         self.distill_weight = config["generator_distill_weight"] or 0.0
+        self.generator_detach = bool(config["generator_detach"])
         self.global_negatives = config["global_negatives"] or 0
         self.tower_negatives = config["tower_negatives"] or 0
         if self.global_negatives:
@@ -213,8 +214,9 @@ class RimiRec(SequentialRecommender):
             loss = self.tower.sampled_loss(h, target, weight, self.tower_negatives, sparse=self.sparse)
         else:
             loss = self.tower.loss(h, target, weight)
-        log_p = self.generator(h) if self.distill_weight else None  # [P, N], for the distillation only
-        loss = loss + self.generator_weight * self.generator.loss(h, target, log_p)
+        h_gen = h.detach() if self.generator_detach else h  # the path loss may train the generator's head alone
+        log_p = self.generator(h_gen) if self.distill_weight else None  # [P, N], for the distillation only
+        loss = loss + self.generator_weight * self.generator.loss(h_gen, target, log_p)
         if self.global_weight and self.global_negatives:  # sampled softmax, popularity proposal, log-Q corrected
             loss = loss + self.global_weight * sampled_softmax_loss(
                 h, target, weight, self.sample_prob, self.global_negatives, sparse=self.sparse
