@@ -373,3 +373,19 @@ def test_report_under_comirecs_protocol_pairs_users_over_every_target(tmp_path):
     line = next(x for x in table.splitlines() if x.startswith("- RimiRec - ComiRecSA"))
     assert "NDCG@20 difference +0.0000" in line  # the second hit is past 20
     assert f"Recall@50 difference {(1 - 1 / 2) / 2:+.4f}" in line  # user 0 gains half a target; the mean over 2 users
+
+
+def test_epoch_cost_times_every_model_in_one_process(tiny, tmp_path):
+    """benchmarks/epoch_cost.py: alternated epochs, a test evaluation each, ratios to the baseline."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import epoch_cost
+
+    small = ["hidden_size=16", "inner_size=32", "n_layers=1", "n_heads=1", "MAX_ITEM_LIST_LENGTH=20"]
+    out = tmp_path / "cost.json"
+    argv = ["--dataset", "tiny", "--data_path", tiny["data_path"], "--models", "RimiRec", "SASRecAllPos"]
+    assert epoch_cost.main([*argv, "--rounds", "2", "--set", *small, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["models"]
+    assert set(rows) == {"RimiRec", "SASRecAllPos"}
+    assert all(len(r["epoch_s"]) == 2 and r["ms_per_test_user"] > 0 and r["test_users"] > 0 for r in rows.values())
+    assert rows["SASRecAllPos"]["epoch_ratio"] == 1.0
+    assert rows["RimiRec"]["epoch_ratio"] == rows["RimiRec"]["median_epoch_s"] / rows["SASRecAllPos"]["median_epoch_s"]
