@@ -356,6 +356,7 @@ def test_subclusters_as_large_as_the_library_change_nothing(small):
         ({"subcluster_size": 0}, "subcluster_size"),
         ({"subcluster_size": 4, "subcluster_pool": 0}, "subcluster_pool must be"),
         ({"subcluster_size": 4, "subcluster_pool": 1.5}, "subcluster_pool must be"),
+        ({"subcluster_size": 4, "subcluster_leaf_weight": 1.5}, "subcluster_leaf_weight must be"),
     ],
 )
 def test_subcluster_keys_are_checked(small, bad, message):

@@ -113,8 +113,16 @@ def test_group_logsumexp_matches_a_loop():
 
 @pytest.mark.parametrize("order", LEAF_ORDERS)
 @settings(max_examples=40, deadline=None)
-@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 12), budget_frac=st.floats(0.02, 0.6))
-def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(order, tree, seed, sub_size, budget_frac):
+@given(
+    tree=trees,
+    seed=st.integers(0, 50),
+    sub_size=st.integers(1, 12),
+    budget_frac=st.floats(0.02, 0.6),
+    w=st.sampled_from([0.0, 0.3, 1.0]),
+)
+def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(
+    order, tree, seed, sub_size, budget_frac, w
+):
     n = int(tree.size[0])
     budget = max(1, int(budget_frac * n))
     pool = min(n, 2 * budget)
@@ -122,7 +130,7 @@ def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(or
     split = split_leaves(vectors_for(tree, seed), tree, sub_size)
     lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
     h = torch.randn(3, 5, generator=g)
-    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order)
+    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order, leaf_weight=w)
     pooled = select_leaves(lp, tree, pool, 10**6, order)
     assert chosen.shape == (3, len(split.size))
     for b in range(3):
@@ -133,8 +141,10 @@ def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(or
     priority = torch.full((3, len(split.size)), float("-inf"))
     for leaf in split.leaf.unique().tolist():  # P(c | leaf, user): a softmax of h . centroid + log |c| in the leaf
         mine = (split.leaf == leaf).nonzero().squeeze(1)
-        share = torch.log_softmax(h @ split.centroid[mine].T + split.size[mine].float().log(), dim=1)
-        mass = lp[:, leaf, None] + share - (split.size[mine].float().log() if order == "density" else 0.0)
+        estimate = h @ split.centroid[mine].T + split.size[mine].float().log()
+        share = torch.log_softmax(estimate, dim=1)
+        leaf_mass = w * lp[:, leaf, None] + (1 - w) * torch.logsumexp(estimate, 1, keepdim=True)  # P^w Z^(1-w)
+        mass = leaf_mass + share - (split.size[mine].float().log() if order == "density" else 0.0)
         priority[:, mine] = mass.masked_fill(~pooled[:, leaf, None], float("-inf"))
     assert torch.equal(chosen, sorted_prefix(priority, split.size, budget))  # taken in order of that mass
 

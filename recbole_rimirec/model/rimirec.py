@@ -96,6 +96,9 @@ class RimiRec(SequentialRecommender):
             pool = config["subcluster_pool"]
             if not isinstance(pool, (int, float)) or not 0 < pool <= 1:
                 raise ConfigError(f"subcluster_pool must be a fraction of the library in (0, 1], not {pool}")
+            weight = config["subcluster_leaf_weight"]
+            if not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+                raise ConfigError(f"subcluster_leaf_weight must be a number in [0, 1], not {weight}")
         if config["node_conditioning"] not in CONDITIONINGS:
             raise ConfigError(
                 f"node_conditioning '{config['node_conditioning']}' is not one of {', '.join(CONDITIONINGS)}"
@@ -146,6 +149,7 @@ class RimiRec(SequentialRecommender):
         self.beam_size = config["beam_size"]
         self.subcluster_size = config["subcluster_size"]
         self.subcluster_pool = config["subcluster_pool"] or 0.0  # below the budget: the budget
+        self.subcluster_leaf_weight = config["subcluster_leaf_weight"]
         self.split: LeafSplit | None = None
         self.TARGETS = self.ITEM_ID + "_targets"
         self.index: NodeIndex | None = None
@@ -329,7 +333,9 @@ class RimiRec(SequentialRecommender):
         budget = max(1, round(self.budget * n_items))
         pool = max(budget, round(self.subcluster_pool * n_items))
         pool_nodes = max(self.max_nodes, round(self.max_nodes * pool / budget))  # as many leaves per item of pool
-        return select_subclusters(log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection)
+        return select_subclusters(
+            log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection, self.subcluster_leaf_weight
+        )
 
     def _parts_of(self, b, c, user, node) -> torch.Tensor:
         """[M, P] the chosen sub-clusters of each (user, leaf) pair, as the index's node ids (-1 pads)."""

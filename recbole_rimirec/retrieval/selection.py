@@ -178,6 +178,7 @@ def select_subclusters(
     budget_items: int,
     pool_max_nodes: int,
     order: str = "density",
+    leaf_weight: float = 1.0,
 ) -> torch.Tensor:
     """Two stages: the generator's leaves over a wider pool, then their best sub-clusters under the budget.
 
@@ -187,6 +188,10 @@ def select_subclusters(
     the global head's mass, sound because sub-clusters are compact in the item vectors' space), and
     takes sub-clusters in order of that mass (``leaves``) or mass per item (``density``) while the
     running total fits ``budget_items`` (a user's first sub-cluster is always taken).
+
+    ``leaf_weight`` w < 1 takes the leaf's mass as ``P(leaf | user)^w * Z(leaf)^(1 - w)``, where
+    ``Z(leaf)`` is the centroid estimate of the global head's mass of the leaf (the sum over its
+    sub-clusters); at 0 the pooled sub-clusters are ordered by the centroid estimate alone.
 
     With one sub-cluster per leaf and ``pool_items == budget_items`` it selects what
     :func:`select_leaves` does.
@@ -200,6 +205,7 @@ def select_subclusters(
         budget_items: the most items the chosen sub-clusters cover.
         pool_max_nodes: the most leaves of stage 1.
         order: ``leaves`` or ``density``.
+        leaf_weight: w, the generator's share of each leaf's mass (1: the generator's alone).
 
     Returns:
         torch.Tensor: [B, C] bool, the chosen sub-clusters.
@@ -211,7 +217,8 @@ def select_subclusters(
     log_z = group_logsumexp(estimate, split.leaf, tree.num_nodes)  # [B, N] per leaf
     # log P(leaf) + log P(c | leaf) = (log P(leaf) - log_z[leaf]) + estimate, and density takes
     # log |c| off again: one [B, N] term per leaf, gathered once over the sub-clusters
-    per_leaf = (log_probs - log_z).masked_fill(~leaves, float("-inf"))  # [B, N]
+    # w log P(leaf) + (1 - w) log Z(leaf) + log P(c | leaf) = w (log P(leaf) - log_z[leaf]) + estimate
+    per_leaf = (leaf_weight * (log_probs - log_z)).masked_fill(~leaves, float("-inf"))  # [B, N]
     priority = per_leaf[:, split.leaf] + (score if order == "density" else estimate)  # [B, C]
     return budget_prefix(priority, split.size, budget_items)
 
