@@ -4,7 +4,7 @@ Every combination of the ``--grid`` values is scored on the chosen split (``vali
 ``test`` to report), with the run's own weights, from the rank of each user's held-out item (as
 ``rimirec_analysis.py`` does); the run's own setting is scored first. Keys are the config's names:
 ``select_method``, ``select_budget``, ``select_max_nodes``, ``retrieval``, ``retrieval_score``,
-``global_score_weight``, ``alpha``, ``subcluster_size``, ``subcluster_pool``.
+``global_score_weight``, ``alpha``, ``subcluster_size``, ``subcluster_pool``, ``subcluster_leaf_weight``.
 
 Run: python benchmarks/settings_sweep.py <checkpoint.pth> --split valid \\
         --grid subcluster_size=8,16 subcluster_pool=0.2,0.3,0.5 --out <file>.json
@@ -37,6 +37,7 @@ ATTRIBUTES = {
     "alpha": "alpha",
     "subcluster_size": "subcluster_size",
     "subcluster_pool": "subcluster_pool",
+    "subcluster_leaf_weight": "subcluster_leaf_weight",
 }
 SHOWN = ("ndcg@10", "recall@10", "recall@50", "coverage", "library_fraction", "nodes_per_user", "ms_per_user")
 
