@@ -121,6 +121,7 @@ FOLDERS = [
     "ml-100k-cpu-rimirec-subclusters",
     "amazon-beauty-cpu-rimirec-subclusters",
     "amazon-toys-cpu-rimirec-subclusters",
+    "amazon-beauty-cpu-rimirec-defaults",
     "ml-100k-cpu-comirec",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
