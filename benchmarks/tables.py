@@ -41,7 +41,7 @@ HEADLINE = {
         ("MostPop", "MostPop", ["ml-100k-cpu"]),
     ],
     "amazon-beauty": [
-        ("RimiRec (re-scored)", "RimiRec", ["amazon-beauty-cpu-rimirec-subclusters"]),
+        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-defaults"]),
         ("RimiRec (whole leaves)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed", "amazon-beauty-cpu-rimirec-density"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
@@ -63,6 +63,9 @@ PAIRS = (
     ("RimiRec (re-scored)", "SASRecAllPos (no shift)"),
     ("RimiRec (re-scored)", "SASRec (RecBole, prefix rows)"),
     ("RimiRec (re-scored)", "RimiRec (whole leaves)"),
+    ("RimiRec", "SASRecAllPos (no shift)"),
+    ("RimiRec", "SASRec (RecBole, prefix rows)"),
+    ("RimiRec", "RimiRec (whole leaves)"),
 )
 
 # (data set, training rows, model, result folders): docs/training.md's table, every seed each folder holds
