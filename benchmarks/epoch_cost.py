@@ -39,21 +39,11 @@ def build(model: str, dataset: str, settings: dict):
         tuple: (trainer, train_data, test_data, the number of test users).
     """
     import torch
-    from recbole.utils import init_seed
 
-    from recbole_rimirec.config import Config
-    from recbole_rimirec.data.preparation import create_dataset, data_preparation
-    from recbole_rimirec.quick_start import item_categories
-    from recbole_rimirec.utils import get_trainer
+    from recbole_rimirec.quick_start import prepare
 
-    config = Config(model, dataset, config_dict=settings)
-    init_seed(config["seed"], config["reproducibility"])
-    train, _, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    net = config.model_class(config, train._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
-    trainer.item_category = item_categories(config, train._dataset)
-    users = int(torch.unique(test.dataset.inter_feat[config["USER_ID_FIELD"]]).numel())
+    _, trainer, (train, _, test), _ = prepare(model, dataset, config_dict=settings)
+    users = int(torch.unique(test.dataset.inter_feat[trainer.config["USER_ID_FIELD"]]).numel())
     return trainer, train, test, users
 
 

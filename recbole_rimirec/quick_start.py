@@ -113,6 +113,45 @@ def check_config(config) -> None:
         model_check(config)
 
 
+def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    """Everything ``run`` does before training: the checked config, the logger, the splits, the model's trainer.
+
+    Args:
+        model: model name (plugin first, then RecBole) or class.
+        dataset: dataset name.
+        config_file_list: YAML files.
+        config_dict: overrides above the files.
+        cmd_args: ``--key=value`` overrides above everything.
+
+    Returns:
+        tuple: (config, trainer with ``item_category`` set, (train, valid, test) loaders, seconds the data took).
+    """
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    check_config(config)
+    init_seed(config["seed"], config["reproducibility"])
+    _make_dirs(config)
+    init_logger(config)
+    logger = logging.getLogger()
+    logger.info(config)
+    unknown = unknown_keys(config)
+    if unknown:
+        defined_by = f"RecBole, the plugin nor {config['model']}"
+        logger.warning(f"config keys that neither {defined_by} defines (misspelt?): {', '.join(unknown)}")
+
+    start = perf_counter()
+    data = create_dataset(config)
+    logger.info(data)
+    loaders = data_preparation(config, data)
+    data_s = perf_counter() - start
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = config.model_class(config, loaders[0]._dataset).to(config["device"])
+    logger.info(net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
+    trainer.item_category = item_categories(config, loaders[0]._dataset)
+    return config, trainer, loaders, data_s
+
+
 def run(
     model=None,
     dataset=None,
@@ -145,29 +184,10 @@ def run(
         test user every hit's 0-based rank and the number of targets, ``evaluation.hit_record``),
         plus whatever the model reports through an ``extra_results()`` method on its trainer.
     """
-    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
-    check_config(config)
-    init_seed(config["seed"], config["reproducibility"])
-    _make_dirs(config)
-    init_logger(config)
+    config, trainer, (train_data, valid_data, test_data), data_s = prepare(
+        model, dataset, config_file_list, config_dict, cmd_args
+    )
     logger = logging.getLogger()
-    logger.info(config)
-    unknown = unknown_keys(config)
-    if unknown:
-        defined_by = f"RecBole, the plugin nor {config['model']}"
-        logger.warning(f"config keys that neither {defined_by} defines (misspelt?): {', '.join(unknown)}")
-
-    start = perf_counter()
-    data = create_dataset(config)
-    logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    data_s = perf_counter() - start
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = config.model_class(config, train_data._dataset).to(config["device"])
-    logger.info(net)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, net)
-    trainer.item_category = item_categories(config, train_data._dataset)
     if config["resume_from"]:
         trainer.resume_checkpoint(config["resume_from"])
 
