@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from rimirec_analysis import load, score_users, setting, summary  # noqa: E402
-from run import portable  # noqa: E402
+from rimirec_analysis import header, load, score_users, setting, summary  # noqa: E402
 
 from recbole_rimirec.data.loaders import packing_of  # noqa: E402
 from recbole_rimirec.model.generator import node_log_probs, node_mass_log_probs  # noqa: E402
@@ -348,10 +347,7 @@ def main(argv=None) -> None:
     )
     print(json.dumps(rows[-1]))
     result = {
-        "checkpoint": portable(args.checkpoint),
-        "dataset": config["dataset"],
-        "seed": config["seed"],
-        "split": args.split,
+        **header(args.checkpoint, config, args.split),
         "settings": {k: v for k, v in vars(args).items() if k not in ("checkpoint", "out")},
         "run_setting": {
             "select_method": net.selection,

@@ -78,6 +78,22 @@ def load(checkpoint: str, split: str = "test"):
     return net, (loaders if split == "all" else loaders[split]), train._dataset, config
 
 
+def header(checkpoint: str, config, split: str) -> dict:
+    """What a sweep over one checkpoint records first: which checkpoint, data set, seed and split.
+
+    Args:
+        checkpoint: the checkpoint's path (recorded relative to the repository when inside it).
+        config: its Config, from ``load``.
+        split: ``valid`` or ``test``.
+
+    Returns:
+        dict: ``checkpoint``, ``dataset``, ``seed``, ``split``.
+    """
+    from run import portable
+
+    return {"checkpoint": portable(checkpoint), "dataset": config["dataset"], "seed": config["seed"], "split": split}
+
+
 class GlobalHeadSelector(torch.nn.Module):
     """Stands in for the generator: P(node | user) = the mass the global head's softmax puts on the node.
 

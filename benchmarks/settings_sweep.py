@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from rimirec_analysis import load, score_users, setting, summary  # noqa: E402
-from run import parse_value, portable  # noqa: E402
+from rimirec_analysis import header, load, score_users, setting, summary  # noqa: E402
+from run import parse_value  # noqa: E402
 
 # config key -> the model attribute it sets
 ATTRIBUTES = {
@@ -86,10 +86,7 @@ def main(argv=None) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {
-        "checkpoint": portable(args.checkpoint),
-        "dataset": config["dataset"],
-        "seed": config["seed"],
-        "split": args.split,
+        **header(args.checkpoint, config, args.split),
         "users": len(loader.dataset) if hasattr(loader, "dataset") else None,
         "run_setting": {k: getattr(net, a) for k, a in ATTRIBUTES.items()},
         "rows": rows,

@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from rimirec_analysis import load, metrics  # noqa: E402
-from run import portable  # noqa: E402
+from rimirec_analysis import header, load, metrics  # noqa: E402
 
 from recbole_rimirec.retrieval.selection import group_logsumexp  # noqa: E402
 
@@ -177,10 +176,7 @@ def main(argv=None) -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     result = {
-        "checkpoint": portable(args.checkpoint),
-        "dataset": config["dataset"],
-        "seed": config["seed"],
-        "split": args.split,
+        **header(args.checkpoint, config, args.split),
         "budget": args.budget,
         "retrieval_score": net.score,
         "global_score_weight": net.global_score_weight,

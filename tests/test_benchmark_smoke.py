@@ -91,6 +91,29 @@ def test_rimirec_analysis_decomposes_a_saved_run(tiny):
     assert selection_at_1["ndcg@10"] == parts["selection"]["ndcg@10"]
 
 
+def test_checkpoint_sweeps_record_which_run_and_split_they_read(tiny, tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generator_refit
+    import settings_sweep
+    import subleaf_sim
+
+    from recbole_rimirec.quick_start import run
+
+    tree = {"tree_branching": 4, "tree_leaf_size": 10, "tree_max_depth": 2, "tree_vector_dim": 16}
+    checkpoint = run("RimiRec", "tiny", config_dict={**tiny, **tree, "select_budget": 0.2})["checkpoint"]
+    commands = {
+        settings_sweep: ["--grid", "select_budget=0.1,0.3"],
+        subleaf_sim: ["--stage1", "0.2", "--sub_size", "4", "--orders", "centroid"],
+        generator_refit: ["--epochs", "1"],
+    }
+    for script, options in commands.items():
+        out = tmp_path / f"{script.__name__}.json"
+        script.main([checkpoint, "--split", "valid", "--out", str(out), *options])
+        found = json.loads(out.read_text())
+        assert (found["dataset"], found["seed"], found["split"]) == ("tiny", 2020, "valid"), script.__name__
+        assert found["checkpoint"] and found["rows"], script.__name__
+
+
 def _run(model, mode, seed, epoch_s, best_epoch, ndcg, ranks, threads=1, capped=False, first=None):
     """A run result; ``first``: an earlier epoch (0-based) whose valid score ties the best one."""
     timings = {"epochs": best_epoch + 3, "epoch_s": [epoch_s] * (best_epoch + 3), "train_s": epoch_s * (best_epoch + 3)}
