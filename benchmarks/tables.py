@@ -125,6 +125,7 @@ FOLDERS = [
     "amazon-beauty-cpu-rimirec-subclusters",
     "amazon-toys-cpu-rimirec-subclusters",
     "amazon-beauty-cpu-rimirec-defaults",
+    "amazon-toys-cpu-rimirec-defaults",
     "ml-100k-cpu-comirec",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
