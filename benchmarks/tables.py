@@ -30,7 +30,7 @@ DATASETS = {"ml-100k": "ml-100k", "amazon-beauty": "Amazon Beauty", "amazon-toys
 # (label, model, result folders): the headline rows, every model at its defaults, seeds 2020-2022
 HEADLINE = {
     "ml-100k": [
-        ("RimiRec (re-scored)", "RimiRec", ["ml-100k-cpu-rimirec-subclusters"]),
+        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-defaults"]),
         ("RimiRec (whole leaves)", "RimiRec", ["ml-100k-cpu-rimirec-density"]),
         ("SASRecAllPos", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
@@ -63,6 +63,7 @@ PAIRS = (
     ("RimiRec (re-scored)", "SASRecAllPos (no shift)"),
     ("RimiRec (re-scored)", "SASRec (RecBole, prefix rows)"),
     ("RimiRec (re-scored)", "RimiRec (whole leaves)"),
+    ("RimiRec", "SASRecAllPos"),
     ("RimiRec", "SASRecAllPos (no shift)"),
     ("RimiRec", "SASRec (RecBole, prefix rows)"),
     ("RimiRec", "RimiRec (whole leaves)"),
@@ -126,6 +127,7 @@ FOLDERS = [
     "amazon-toys-cpu-rimirec-subclusters",
     "amazon-beauty-cpu-rimirec-defaults",
     "amazon-toys-cpu-rimirec-defaults",
+    "ml-100k-cpu-rimirec-defaults",
     "ml-100k-cpu-comirec",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
