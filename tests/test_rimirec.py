@@ -216,8 +216,9 @@ def test_factorized_scores_exact_vs_faiss_agree_on_small_nodes(small):
     assert torch.allclose(exact[0], approx[0], atol=1e-4)
 
 
-def test_generator_finds_the_next_items_sub_circle(small):
-    settings = {**small, "epochs": 12, "stopping_step": 12, "learning_rate": 0.005}
+@pytest.mark.parametrize("decoder", [False, True])
+def test_generator_finds_the_next_items_sub_circle(small, decoder):
+    settings = {**small, "epochs": 12, "stopping_step": 12, "learning_rate": 0.005, "generator_decoder": decoder}
     result = run("RimiRec", "tiny", config_dict=settings)
     config, dataset, net, train, _, test = prepare(settings)
     net.load_state_dict(torch.load(result["checkpoint"], weights_only=True)["state_dict"])

@@ -52,22 +52,26 @@ def path_log_probs(logits: torch.Tensor, tree: TreeTensors, target: torch.Tensor
     ``depth x branching`` per row instead of one pass over every node.
 
     Args:
-        logits: [P, N] one logit per node.
+        logits: [P, N] one logit per node, or [P, D, N] one row per level (a decoder's logits
+            for level d + 1 given the target's own ancestor at depth d).
         tree: the tree's tensors.
         target: [P] target item ids.
 
     Returns:
         torch.Tensor: [P] log-probabilities of the targets' leaves.
     """
-    P, N = logits.shape
     codes = tree.codes[target]  # [P, D] ancestors below the root, 0-padded
+    P, D = codes.shape
+    N = logits.shape[-1]
+    if logits.dim() == 2:
+        logits = logits[:, None].expand(P, D, N)  # [P, D, N], a view
     parents = torch.cat([torch.zeros_like(codes[:, :1]), codes[:, :-1]], 1)  # [P, D] each ancestor's parent
     width = int((tree.child_hi - tree.child_lo).max())
     sibling = tree.child_lo[parents][:, :, None] + torch.arange(width, device=logits.device)  # [P, D, W]
     real = sibling < tree.child_hi[parents][:, :, None]
-    sib_logits = logits.gather(1, sibling.clamp(max=N - 1).flatten(1)).view(P, -1, width)  # [P, D, W]
+    sib_logits = logits.gather(2, sibling.clamp(max=N - 1))  # [P, D, W]
     log_z = sib_logits.masked_fill(~real & (codes > 0)[:, :, None], float("-inf")).logsumexp(2)  # [P, D] finite
-    cond = logits.gather(1, codes) - log_z  # [P, D] log P(ancestor | parent)
+    cond = logits.gather(2, codes[:, :, None]).squeeze(2) - log_z  # [P, D] log P(ancestor | parent)
     return cond.masked_fill(codes == 0, 0.0).sum(1)
 
 

@@ -30,6 +30,7 @@ from recbole_rimirec.errors import ConfigError, check_integer
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
+from recbole_rimirec.model.pathdecoder import PathDecoder
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.optim import check_sparse_item_grad
 from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
@@ -129,7 +130,17 @@ class RimiRec(SequentialRecommender):
         self.LayerNorm = nn.LayerNorm(H, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
         self.apply(self._init_weights)  # the encoder; generator and tower initialise themselves
-        self.generator = TreeGenerator(self.tree, H)
+        if config["generator_decoder"]:  # a causal Transformer decoding the path, each level given its parent
+            self.generator = PathDecoder(
+                self.tree,
+                H,
+                config["n_heads"],
+                config["inner_size"],
+                config["hidden_dropout_prob"],
+                config["layer_norm_eps"],
+            )
+        else:  # the hierarchical softmax on the encoder's state
+            self.generator = TreeGenerator(self.tree, H)
         self.tower = NodeConditionedTower(self.tree, H, config["node_conditioning"])
         self.generator_weight = config["generator_loss_weight"]
         self.global_weight = config["global_loss_weight"]
