@@ -9,6 +9,9 @@ median, the test seconds and the milliseconds per test user, and both as ratios 
 Example (2-core CPU, one torch thread):
     OMP_NUM_THREADS=1 python benchmarks/epoch_cost.py --dataset amazon-beauty --data_path <data folder> \\
         --models RimiRec SASRecAllPos --baseline SASRecAllPos --out benchmarks/results/epoch-cost-amazon-beauty-cpu.json
+
+A model may carry its own keys, ``Model@key=value,key=value`` (e.g. ``RimiRec@generator_decoder=True``), so two
+settings of one model are timed side by side; the whole spec is its name in the output.
 """
 
 from __future__ import annotations
@@ -27,7 +30,27 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def build(model: str, dataset: str, settings: dict):
+def model_spec(spec: str, settings: dict) -> tuple[str, dict]:
+    """A model name and its settings from ``Model`` or ``Model@key=value,key=value``.
+
+    Args:
+        spec: the ``--models`` entry.
+        settings: the keys every model gets.
+
+    Returns:
+        tuple: (model name, settings with the spec's own keys on top).
+    """
+    from run import parse_value
+
+    model, _, own = spec.partition("@")
+    merged = dict(settings)
+    for item in filter(None, own.split(",")):
+        key, _, value = item.partition("=")
+        merged[key] = parse_value(value)
+    return model, merged
+
+
+def build(model: str, settings: dict, dataset: str):
     """One model at its defaults with its trainer and loaders.
 
     Args:
@@ -51,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data_path", default=None)
-    parser.add_argument("--models", nargs="+", default=["RimiRec", "SASRecAllPos"])
+    parser.add_argument("--models", nargs="+", default=["RimiRec", "SASRecAllPos"], help="Model or Model@key=value,...")
     parser.add_argument("--baseline", default="SASRecAllPos", help="the model the ratios divide by")
     parser.add_argument("--rounds", type=int, default=2, help="training epochs per model, alternated")
     parser.add_argument("--seed", type=int, default=2020)
@@ -68,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         settings[key] = parse_value(value)
-    built = {m: build(m, args.dataset, settings) for m in args.models}
+    built = {m: build(*model_spec(m, settings), args.dataset) for m in args.models}
     epochs: dict[str, list[float]] = {m: [] for m in args.models}
     for epoch in range(args.rounds):
         for m, (trainer, train, _, _) in built.items():
@@ -83,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         result = trainer.evaluate(test, load_best_model=False)
         seconds = perf_counter() - start
         rows[m] = {
+            "keys": model_spec(m, {})[1],  # the model's own keys (Model@key=value)
             "epoch_s": epochs[m],
             "median_epoch_s": median(epochs[m]),
             "test_s": seconds,

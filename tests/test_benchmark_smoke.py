@@ -405,10 +405,13 @@ def test_epoch_cost_times_every_model_in_one_process(tiny, tmp_path):
 
     small = ["hidden_size=16", "inner_size=32", "n_layers=1", "n_heads=1", "MAX_ITEM_LIST_LENGTH=20"]
     out = tmp_path / "cost.json"
-    argv = ["--dataset", "tiny", "--data_path", tiny["data_path"], "--models", "RimiRec", "SASRecAllPos"]
+    decoder = "RimiRec@generator_decoder=True,tree_branching=4"  # a variant with its own keys
+    models = ["RimiRec", decoder, "SASRecAllPos"]
+    argv = ["--dataset", "tiny", "--data_path", tiny["data_path"], "--models", *models]
     assert epoch_cost.main([*argv, "--rounds", "2", "--set", *small, "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["models"]
-    assert set(rows) == {"RimiRec", "SASRecAllPos"}
+    assert set(rows) == set(models)
+    assert rows[decoder]["keys"] == {"generator_decoder": True, "tree_branching": 4} and rows["RimiRec"]["keys"] == {}
     assert all(len(r["epoch_s"]) == 2 and r["ms_per_test_user"] > 0 and r["test_users"] > 0 for r in rows.values())
     assert rows["SASRecAllPos"]["epoch_ratio"] == 1.0
     assert rows["RimiRec"]["epoch_ratio"] == rows["RimiRec"]["median_epoch_s"] / rows["SASRecAllPos"]["median_epoch_s"]
