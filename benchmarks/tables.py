@@ -30,8 +30,7 @@ DATASETS = {"ml-100k": "ml-100k", "amazon-beauty": "Amazon Beauty", "amazon-toys
 # (label, model, result folders): the headline rows, every model at its defaults, seeds 2020-2022
 HEADLINE = {
     "ml-100k": [
-        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-defaults"]),
-        ("RimiRec (whole leaves)", "RimiRec", ["ml-100k-cpu-rimirec-density"]),
+        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-pathloss2"]),
         ("SASRecAllPos", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
         ("GRU4Rec (RecBole)", "GRU4Rec", ["ml-100k-cpu"]),
@@ -41,8 +40,7 @@ HEADLINE = {
         ("MostPop", "MostPop", ["ml-100k-cpu"]),
     ],
     "amazon-beauty": [
-        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-defaults"]),
-        ("RimiRec (whole leaves)", "RimiRec", ["amazon-beauty-cpu-rimirec-mixed", "amazon-beauty-cpu-rimirec-density"]),
+        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-pathloss2"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
@@ -51,22 +49,16 @@ HEADLINE = {
         ("MostPop", "MostPop", ["amazon-beauty-cpu"]),
     ],
     "amazon-toys": [
-        ("RimiRec (re-scored)", "RimiRec", ["amazon-toys-cpu-rimirec-subclusters"]),
-        ("RimiRec (whole leaves)", "RimiRec", ["amazon-toys-cpu-rimirec-mixed", "amazon-toys-cpu-rimirec-density"]),
+        ("RimiRec", "RimiRec", ["amazon-toys-cpu-rimirec-pathloss2"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
         ("MostPop", "MostPop", ["amazon-toys-cpu"]),
     ],
 }
 # paired comparisons printed under each headline table: (label a, label b), a minus b
 PAIRS = (
-    ("RimiRec (re-scored)", "SASRecAllPos"),
-    ("RimiRec (re-scored)", "SASRecAllPos (no shift)"),
-    ("RimiRec (re-scored)", "SASRec (RecBole, prefix rows)"),
-    ("RimiRec (re-scored)", "RimiRec (whole leaves)"),
     ("RimiRec", "SASRecAllPos"),
     ("RimiRec", "SASRecAllPos (no shift)"),
     ("RimiRec", "SASRec (RecBole, prefix rows)"),
-    ("RimiRec", "RimiRec (whole leaves)"),
 )
 
 # (data set, training rows, model, result folders): docs/training.md's table, every seed each folder holds
@@ -128,6 +120,9 @@ FOLDERS = [
     "amazon-beauty-cpu-rimirec-defaults",
     "amazon-toys-cpu-rimirec-defaults",
     "ml-100k-cpu-rimirec-defaults",
+    "ml-100k-cpu-rimirec-pathloss2",
+    "amazon-beauty-cpu-rimirec-pathloss2",
+    "amazon-toys-cpu-rimirec-pathloss2",
     "ml-100k-cpu-comirec",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
@@ -312,6 +307,7 @@ def folder_block(name: str) -> str:
         return ""
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
     lines = [f"### `benchmarks/results/{name}`", ""]
+    lines += [meta["note"], ""] if meta.get("note") else []  # e.g. a default that has changed since
     lines += [command_line(argv) for argv in meta.get("commands", [])]
     threads = sorted({r["torch_threads"] for r in map(load_run, run_files([str(folder)])) if r.get("torch_threads")})
     lines += ["", f"Machine: {meta.get('cpu_count')} cores ({meta.get('machine')}), CPU only."]
