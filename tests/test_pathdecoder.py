@@ -27,15 +27,21 @@ shapes = dict(
 
 @given(**shapes, seed=st.integers(0, 1000))
 @settings(max_examples=20, deadline=None)
-def test_children_share_their_parents_mass(n_items, branching, leaf, depth, seed):
+def test_every_node_is_scored_by_its_own_parents_query(n_items, branching, leaf, depth, seed):
+    """logits()[c] = q(parent(c)) . e_c + b_c, q decoded from the parent's own path, for every non-root node."""
     net = decoder(n_items, branching, leaf, depth, seed)
-    tree = net.tree
+    tree, h = net.tree, torch.randn(2, 8)
     with torch.no_grad():
-        p = net(torch.randn(3, 8)).exp()  # [3, N]
-    for v in torch.nonzero(~tree.is_leaf).flatten().tolist():
-        kids = slice(int(tree.child_lo[v]), int(tree.child_hi[v]))
-        assert torch.allclose(p[:, kids].sum(1), p[:, v], atol=1e-5)
-    assert torch.allclose(p[:, tree.is_leaf].sum(1), torch.ones(3), atol=1e-5)
+        logits = net.logits(h)  # [2, N]
+        for c in range(1, tree.num_nodes):
+            path, v = [], int(tree.parent[c])
+            while v > 0:  # the parent's ancestors below the root, down to the parent
+                path.insert(0, v)
+                v = int(tree.parent[v])
+            q = net.decode(h, torch.tensor(path, dtype=torch.long).view(1, 1, -1).expand(2, 1, -1))[:, 0, -1]  # [2, H]
+            expected = q @ net.node_embedding.weight[c] + net.node_bias[c]
+            assert torch.allclose(logits[:, c], expected, atol=1e-5)
+        assert torch.allclose(net(h).exp()[:, tree.is_leaf].sum(1), torch.ones(2), atol=1e-5)
 
 
 @given(**shapes, seed=st.integers(0, 1000))

@@ -180,5 +180,17 @@ class TreeGenerator(nn.Module):
             torch.Tensor: the mean loss.
         """
         if log_p is None:
-            return -path_log_probs(self.logits(h), self.tree, target).mean()
+            return -path_log_probs(self.path_logits(h, target), self.tree, target).mean()
         return -log_p.gather(1, self.tree.leaf[target][:, None]).mean()
+
+    def path_logits(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The logits :meth:`loss` reads along each target's path: here one row per user for every level.
+
+        Args:
+            h: [P, H] user states.
+            target: [P] target item ids (unused: every level shares the query ``h``).
+
+        Returns:
+            torch.Tensor: [P, N], or [P, D, N] in a subclass whose query depends on the level.
+        """
+        return self.logits(h)

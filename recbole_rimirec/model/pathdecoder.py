@@ -11,7 +11,8 @@ embedding. One causal Transformer layer reads it; its output at the last step is
 scores ``v``'s children (``q . e_child + b_child``, the same output table as
 :class:`~recbole_rimirec.model.generator.TreeGenerator`). So P(child | parent, u) depends on the
 chosen parent through the query, where the hierarchical softmax head uses one query ``h`` for all
-levels. Training decodes the target's own path in one pass (teacher forcing).
+levels. Training decodes the target's own path in one pass (teacher forcing, :meth:`PathDecoder.path_logits`,
+which the inherited loss reads).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from recbole_rimirec.model.generator import TreeGenerator, path_log_probs
+from recbole_rimirec.model.generator import TreeGenerator
 from recbole_rimirec.tree.tensors import TreeTensors
 
 
@@ -127,18 +128,3 @@ class PathDecoder(TreeGenerator):
         codes = self.tree.codes[target]  # [P, D]
         q = self.decode(h, codes[:, None, :-1])[:, 0]  # [P, D, H]
         return q @ self.node_embedding.weight.T + self.node_bias  # [P, D, N]
-
-    def loss(self, h: torch.Tensor, target: torch.Tensor, log_p: torch.Tensor | None = None) -> torch.Tensor:
-        """Negative log-likelihood of the target's path, decoded with teacher forcing.
-
-        Args:
-            h: [P, H] user states.
-            target: [P] target item ids.
-            log_p: [P, N] ``self(h)`` when the caller has it already.
-
-        Returns:
-            torch.Tensor: the mean loss.
-        """
-        if log_p is None:
-            return -path_log_probs(self.path_logits(h, target), self.tree, target).mean()
-        return -log_p.gather(1, self.tree.leaf[target][:, None]).mean()
