@@ -12,7 +12,8 @@ a test checks the two agree):
   (c) ``selection``: the run's own setting (its ``select_method``, ``select_budget``, retrieval);
   (d) coverage: how often the selected nodes hold the held-out item, split by the user's history
       length and by the level of the node that holds it.
-  Each with NDCG@10, Recall@10 and Recall@50, overall and by history length.
+  Each with NDCG@10, Recall@10 and Recall@50, overall and by history length; (a)-(c) keep every
+  user's rank (``ranks``), so two rows can be paired over users.
 * Sweep: each selection rule (``frontier``, ``leaves``, ``density``) at each budget and the beam
   at each size: metrics, coverage, library fraction, nodes and milliseconds per user.
 * Generator accuracy: is the held-out item's node at each level among the top B of that level by
@@ -303,9 +304,12 @@ def analyse(
     n_items = int(net.tree.size[0])
     own = {"select_method": net.selection, "select_budget": net.budget, "retrieval": net.backend}
 
-    def row(global_head=False, **changes):
+    def row(global_head=False, keep_ranks=False, **changes):
         with setting(net, **changes):
-            found = summary(score_users(net, test, global_head), n_items, global_head)
+            scored = score_users(net, test, global_head)
+            found = summary(scored, n_items, global_head)
+        if keep_ranks:  # per user, for paired intervals between the decomposition's rows (benchmarks/tables.py)
+            found["ranks"] = scored["rank"].tolist()
         progress(
             json.dumps({**changes, **{k: found[k] for k in ("ndcg@10", "coverage", "library_fraction")}}, default=str)
         )
@@ -318,9 +322,9 @@ def analyse(
         {"global_head": row(global_head=True)}
         if not decompose
         else {
-            "ceiling": row(**everything),
-            "global_head": row(global_head=True),
-            "selection": row(),
+            "ceiling": row(keep_ranks=True, **everything),
+            "global_head": row(global_head=True, keep_ranks=True),
+            "selection": row(keep_ranks=True),
             "selection_exact": row(backend="exact"),
         }
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import flat_row, load_run, paired_bootstrap, recall50, run_files, save_valid_curves  # noqa: E402
+from report import flat_row, load_run, ndcg10, paired_bootstrap, recall50, run_files, save_valid_curves  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,6 +90,10 @@ ANALYSES = [
     ("amazon-beauty", "amazon-beauty-cpu-rimirec-stride5/rimirec_analysis.json", ["amazon-beauty-cpu-batch350-packed"]),
     ("amazon-toys", "amazon-toys-cpu/rimirec_analysis.json", ["amazon-toys-cpu"]),
 ]
+
+# docs/rimirec.md's decomposition at today's defaults: rimirec_analysis.py outputs on the test split, one per seed
+# (``decomposition-test-seed<S>.json`` in the folder of the README's RimiRec row), against the README's SASRecAllPos
+DEFAULTS_ANALYSIS = "decomposition-test-seed*.json"
 
 # docs/benchmarks.md: every published folder's full report, and the paired comparisons
 FOLDERS = [
@@ -259,6 +263,55 @@ def decomposition() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paired(a: list[np.ndarray], b: list[np.ndarray], metric) -> str:
+    boot = paired_bootstrap(a, b, metric=metric)
+    return f"{boot['mean']:+.4f} ({boot['low']:+.4f} to {boot['high']:+.4f})"
+
+
+def decomposition_defaults() -> str:
+    """Where RimiRec's test figures go at today's defaults, per data set, over every seed analysed.
+
+    Reads the README's RimiRec folder's ``decomposition-test-seed*.json`` (``rimirec_analysis.py``, which keeps
+    each user's rank) and the README's SASRecAllPos runs of the same seeds.
+
+    Returns:
+        str: Markdown, one row per data set and metric (NDCG@10, Recall@50): SASRecAllPos, the global head
+        over the whole library, every leaf under the merged score (the ceiling), the defaults' 10%, coverage,
+        and two paired differences over users and seeds: the selection's cost (10% minus every leaf) and
+        the model's (every leaf minus SASRecAllPos).
+    """
+    lines = [
+        "| data set | metric | seeds | SASRecAllPos | global head, whole library | every leaf, merged score "
+        "| defaults: 10% of the library | held-out item in the 10% | the selection's cost (10% minus every leaf) "
+        "| the model's (every leaf minus SASRecAllPos) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, rows in HEADLINE.items():
+        folders = {label: folders for label, _, folders in rows}
+        rimirec = [f for f in folders["RimiRec"] if (RESULTS / f).is_dir()]
+        found = sorted(
+            (json.loads(p.read_text()) for f in rimirec for p in (RESULTS / f).glob(DEFAULTS_ANALYSIS)),
+            key=lambda r: r["seed"],
+        )
+        bar = {r["seed"]: r for label, model, f in rows if model == "SASRecAllPos" for r in runs_of(model, f)}
+        found = [r for r in found if r["seed"] in bar and bar[r["seed"]].get("test_ranks")]
+        if not found:
+            continue
+        ranks = {k: [np.asarray(r["decomposition"][k]["ranks"]) for r in found] for k in ("ceiling", "selection")}
+        sasrec = [np.asarray(bar[r["seed"]]["test_ranks"]) for r in found]
+        seeds = ", ".join(str(r["seed"]) for r in found)
+        for metric, key, fn in (("NDCG@10", "ndcg@10", ndcg10), ("Recall@50", "recall@50", recall50)):
+            cells = [DATASETS[dataset], metric, seeds]
+            cells.append(f"{np.mean([bar[r['seed']]['test_result'][key] for r in found]):.4f}")
+            parts = ("global_head", "ceiling", "selection")
+            cells += [f"{np.mean([r['decomposition'][k][key] for r in found]):.4f}" for k in parts]
+            cells.append(f"{np.mean([r['decomposition']['selection']['coverage'] for r in found]):.0%}")
+            cells.append(_paired(ranks["selection"], ranks["ceiling"], fn))
+            cells.append(_paired(ranks["ceiling"], sasrec, fn))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def command_line(argv: list[str]) -> str:
     """One recorded command as a bullet a user can run.
 
@@ -364,6 +417,7 @@ def blocks() -> dict[str, str]:
     found = {f"headline:{d}": headline(d) for d in HEADLINE}
     found["training"] = training()
     found["decomposition"] = decomposition()
+    found["decomposition-defaults"] = decomposition_defaults()
     found["folders"] = "\n".join(b for b in map(folder_block, FOLDERS) if b)
     found["comparisons"] = comparisons()
     found["scale"] = scale()

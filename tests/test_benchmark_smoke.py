@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import DATA
@@ -72,6 +73,13 @@ def test_rimirec_analysis_decomposes_a_saved_run(tiny):
     whole = evaluate_saved(result["checkpoint"], {"select_budget": 1.0, "retrieval_score": "global", "alpha": 0.0})
     assert parts["global_head"]["ndcg@10"] == pytest.approx(whole["result"]["ndcg@10"], abs=1e-4)
     assert parts["ceiling"]["coverage"] == 1.0 and parts["ceiling"]["library_fraction"] == pytest.approx(1.0)
+    from report import ndcg10, recall50
+
+    for name in ("ceiling", "global_head", "selection"):  # the kept ranks give the row's own metrics
+        ranks = np.array(parts[name]["ranks"])
+        assert len(ranks) == parts[name]["users"]
+        assert ndcg10(ranks).mean() == pytest.approx(parts[name]["ndcg@10"])
+        assert recall50(ranks).mean() == pytest.approx(parts[name]["recall@50"])
     assert parts["selection"]["library_fraction"] <= 0.2 + 1e-9
     users = parts["selection"]["users"]
     assert sum(b["users"] for b in parts["selection"]["by_history"].values()) == users == found["users"]
