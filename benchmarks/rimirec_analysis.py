@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -404,6 +405,18 @@ def plot(result: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def compact_ranks(text: str) -> str:
+    """An indented JSON text with every ``ranks`` list on one line (a user per line would triple the file).
+
+    Args:
+        text: ``json.dumps(..., indent=2)`` output.
+
+    Returns:
+        str: the same JSON value.
+    """
+    return re.sub(r'"ranks": \[([-\d,\s]*)\]', lambda m: '"ranks": ' + json.dumps(json.loads(f"[{m.group(1)}]")), text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -437,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     from run import portable
 
     result["checkpoint"] = portable(str(Path(args.checkpoint).resolve()))
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(compact_ranks(json.dumps(result, indent=2)) + "\n")
     try:
         if result["sweep"]:
             plot(result, out.with_suffix(".png"))

@@ -99,6 +99,16 @@ def test_rimirec_analysis_decomposes_a_saved_run(tiny):
     assert selection_at_1["ndcg@10"] == parts["selection"]["ndcg@10"]
 
 
+def test_analysis_files_keep_ranks_on_one_line():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rimirec_analysis import compact_ranks
+
+    value = {"ceiling": {"ranks": [-1, 0, 12], "ndcg@10": 0.5}, "sweep": [1, 2], "empty": {"ranks": []}}
+    text = compact_ranks(json.dumps(value, indent=2))
+    assert json.loads(text) == value
+    assert '"ranks": [-1, 0, 12]' in text and '"ranks": []' in text and '"sweep": [\n' in text
+
+
 def test_checkpoint_sweeps_record_which_run_and_split_they_read(tiny, tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import generator_refit
