@@ -267,6 +267,30 @@ def test_feature_tree_recovers_the_planted_sub_circles(small):
     assert adjusted_rand_score(planted[1:], both.leaf_of[1:]) > 0.5
 
 
+def test_tree_vectors_join_parts_with_a_plus(small, tmp_path):
+    """cooccurrence+pretrained: both parts shape the leaves (a pretrained grouping unrelated to the circles)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    tokens = [f"i{i}" for i in range(1, 121)]
+    circles = np.arange(120) // 10  # i1..i120: the sub-circles users stay in (co-occurrence sees them)
+    grouping = np.random.default_rng(1).permutation(circles)  # what the pretrained file plants instead
+    vectors = np.eye(12)[grouping] * 4 + np.random.default_rng(0).normal(size=(120, 12)) * 0.1
+    path = str(tmp_path / "planted.npz")
+    np.savez(path, tokens=np.array(tokens), vectors=vectors)
+    ari = {}
+    for source in ("cooccurrence", "pretrained", "cooccurrence+pretrained"):
+        dataset = prepare({**small, "tree_vectors": source, "tree_vectors_file": path})[1]
+        leaves = dataset.tree.leaf_of[dataset.token2id(dataset.iid_field, tokens)]
+        ari[source] = (adjusted_rand_score(circles, leaves), adjusted_rand_score(grouping, leaves))
+    assert ari["cooccurrence"][0] > 0.8 and ari["cooccurrence"][1] < 0.05
+    assert ari["pretrained"][1] > 0.9 and ari["pretrained"][0] < 0.05
+    assert ari["cooccurrence+pretrained"][0] > 0.1 and ari["cooccurrence+pretrained"][1] > 0.3
+    with pytest.raises(ConfigError, match="tree_vectors 'cooccurrence\\+bogus'"):
+        prepare({**small, "tree_vectors": "cooccurrence+bogus"})
+    with pytest.raises(ConfigError, match="cooccurrence\\+pretrained needs tree_vectors_file"):
+        prepare({**small, "tree_vectors": "cooccurrence+pretrained"})
+
+
 def test_unknown_feature_field_is_one_line_error(small):
     with pytest.raises(ConfigError, match="tree_feature_fields.*genre"):
         prepare({**small, "tree_vectors": "features", "tree_feature_fields": ["genre"]})

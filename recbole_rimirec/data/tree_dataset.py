@@ -26,7 +26,7 @@ from recbole_rimirec.tree.itemtree import ItemTree, build_tree, check_tree_shape
 from recbole_rimirec.tree.vectors import normalize_rows, ppmi_svd_vectors, pretrained_vectors, token_feature_vectors
 
 CODE_FIELD = "tree_code"
-VECTOR_SOURCES = ("cooccurrence", "pretrained", "features", "cooccurrence+features")
+VECTOR_PARTS = ("cooccurrence", "pretrained", "features")  # tree_vectors: one of them, or several joined by '+'
 
 
 def tree_settings(config) -> dict:
@@ -50,10 +50,13 @@ def tree_settings(config) -> dict:
         "seed": config["seed"],
     }
     check_tree_shape(settings["branching"], settings["leaf_size"], settings["max_depth"])
-    if settings["vectors"] not in VECTOR_SOURCES:
-        raise ConfigError(f"tree_vectors '{settings['vectors']}' is not one of {', '.join(VECTOR_SOURCES)}")
-    if settings["vectors"] == "pretrained" and not settings["vectors_file"]:
-        raise ConfigError("tree_vectors: pretrained needs tree_vectors_file")
+    parts = str(settings["vectors"]).split("+")
+    if any(part not in VECTOR_PARTS for part in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"tree_vectors '{settings['vectors']}' is not one of {', '.join(VECTOR_PARTS)} or several joined by '+'"
+        )
+    if "pretrained" in parts and not settings["vectors_file"]:
+        raise ConfigError(f"tree_vectors: {settings['vectors']} needs tree_vectors_file")
     return settings
 
 
@@ -61,7 +64,7 @@ class TreeDataset(SequentialDataset):
     """A ``SequentialDataset`` whose ``build()`` also builds (or loads) the item tree.
 
     Config keys: ``tree_branching``, ``tree_leaf_size``, ``tree_max_depth``, ``tree_vectors``
-    (``cooccurrence`` | ``pretrained`` | ``features`` | ``cooccurrence+features``),
+    (``cooccurrence`` | ``pretrained`` | ``features``, or several joined by ``+``, each part unit length),
     ``tree_vector_dim``, ``tree_vectors_file``, ``tree_feature_fields``, ``tree_file``
     (load the tree from this ``.npz`` if it exists, else build and save it there).
 
@@ -113,19 +116,19 @@ class TreeDataset(SequentialDataset):
         to_canonical[order] = np.arange(len(order))
         dim, seed = settings["vector_dim"], settings["seed"]
         start = perf_counter()
-        if settings["vectors"] == "pretrained":
-            vectors = pretrained_vectors(settings["vectors_file"], tokens, self.dataset_name)[order]
-        else:
-            parts = []
-            if "cooccurrence" in settings["vectors"]:
+        parts = []  # each [n_items, d_part], unit rows, in canonical order
+        for part in settings["vectors"].split("+"):
+            if part == "cooccurrence":
                 pairs = settings["max_pairs"]
                 parts.append(
                     ppmi_svd_vectors(to_canonical[flat], offsets, len(tokens), dim, seed=seed, max_pairs=pairs)
                 )
-            if "features" in settings["vectors"]:
+            elif part == "features":
                 columns = [self._feature_column(f)[order] for f in expected["feature_fields"]]
                 parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))
-            vectors = normalize_rows(np.concatenate(parts, axis=1))  # each part unit length, equal weight
+            else:  # pretrained
+                parts.append(pretrained_vectors(settings["vectors_file"], tokens, self.dataset_name)[order])
+        vectors = normalize_rows(np.concatenate(parts, axis=1))  # each part unit length, equal weight
         vectors_s, start = perf_counter() - start, perf_counter()
         tree = build_tree(
             vectors, settings["branching"], settings["leaf_size"], settings["max_depth"], settings["seed"], expected
