@@ -293,10 +293,14 @@ def decomposition_defaults() -> str:
             (json.loads(p.read_text()) for f in rimirec for p in (RESULTS / f).glob(DEFAULTS_ANALYSIS)),
             key=lambda r: r["seed"],
         )
-        bar = {r["seed"]: r for label, model, f in rows if model == "SASRecAllPos" for r in runs_of(model, f)}
+        bar = {r["seed"]: r for _, model, f in rows if model == "SASRecAllPos" for r in runs_of(model, f)}
         found = [r for r in found if r["seed"] in bar and bar[r["seed"]].get("test_ranks")]
         if not found:
             continue
+        own = {r["seed"]: r.get("test_ranks") for r in runs_of("RimiRec", rimirec)}
+        for r in found:  # the analysed checkpoint must be the README row's run: its selection gives the run's ranks
+            if own.get(r["seed"]) != r["decomposition"]["selection"]["ranks"]:
+                raise ValueError(f"{dataset} seed {r['seed']}: {DEFAULTS_ANALYSIS} is not the README run's checkpoint")
         ranks = {k: [np.asarray(r["decomposition"][k]["ranks"]) for r in found] for k in ("ceiling", "selection")}
         sasrec = [np.asarray(bar[r["seed"]]["test_ranks"]) for r in found]
         seeds = ", ".join(str(r["seed"]) for r in found)
