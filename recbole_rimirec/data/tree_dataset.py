@@ -128,7 +128,9 @@ class TreeDataset(SequentialDataset):
                 parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))
             else:  # pretrained
                 parts.append(pretrained_vectors(settings["vectors_file"], tokens, self.dataset_name)[order])
-        vectors = normalize_rows(np.concatenate(parts, axis=1))  # each part unit length, equal weight
+        # each part unit length, equal weight; a pretrained file alone is used as read (its rows are unit length
+        # already, and renormalising moves float bits, so trees built before would change)
+        vectors = parts[0] if settings["vectors"] == "pretrained" else normalize_rows(np.concatenate(parts, axis=1))
         vectors_s, start = perf_counter() - start, perf_counter()
         tree = build_tree(
             vectors, settings["branching"], settings["leaf_size"], settings["max_depth"], settings["seed"], expected
