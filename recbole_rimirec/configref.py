@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 _KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):")
-_TYPE = re.compile(r"^\((\w+)\)\s*")
+_TYPE = re.compile(r"^\(([\w|]+)\)\s*")
 
 
 def properties_dir() -> Path:
@@ -119,7 +119,7 @@ def markdown(root: Path | None = None) -> str:
         out += ["| key | default | type | meaning |", "|---|---|---|---|"]
         for key in read_keys(path):
             default, meaning = (text.replace("|", "\\|") for text in (key.default, key.meaning))
-            out.append(f"| `{key.name}` | `{default}` | {key.kind} | {meaning} |")
+            out.append(f"| `{key.name}` | `{default}` | {key.kind.replace('|', ' or ')} | {meaning} |")
     return "\n".join(out) + "\n"
 
 

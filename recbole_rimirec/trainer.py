@@ -15,6 +15,7 @@ from recbole.utils import set_color
 
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
 from recbole_rimirec.data.loaders import trim_padding
+from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.evaluation import ListCollector
 from recbole_rimirec.optim import LazyAdam
 from recbole_rimirec.retrieval.merge import dense_scores
@@ -306,7 +307,10 @@ class SafeCheckpointMixin:
         Args:
             resume_file: the checkpoint.
         """
+        params = [id(p) for p in self.model.parameters()]
         checkpoint = self.load_weights(str(resume_file))
+        if [id(p) for p in self.model.parameters()] != params:  # new modules (a tree rebuilt in that run)
+            self.optimizer = self._build_optimizer()
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -429,5 +433,72 @@ class RetrievalTrainer(Trainer):
         return dict(self.last_stats)
 
 
+def rebuild_due(rule, score: float, best: float, cur_step: int, stopping_step: int, epochs: int, bigger=True) -> bool:
+    """Whether ``tree_rebuild`` asks for the tree's rebuild after this validation.
+
+    Args:
+        rule: ``plateau`` or a number of epochs.
+        score: this validation's score.
+        best: the best score before it.
+        cur_step: validations without a new best before this one.
+        stopping_step: RecBole's patience.
+        epochs: epochs trained so far.
+        bigger: whether a bigger score is better.
+
+    Returns:
+        bool: for ``plateau``, True exactly when RecBole's early stopping would stop now; for a
+        number N, once N epochs are done.
+    """
+    if rule == "plateau":
+        better = score >= best if bigger else score <= best
+        return not better and cur_step + 1 > stopping_step
+    return epochs >= rule
+
+
 class RimiRecTrainer(RetrievalTrainer):
-    """RimiRec's evaluation hook: per-category retrieval (see :class:`RetrievalTrainer`)."""
+    """RimiRec's evaluation hook (per-category retrieval, see :class:`RetrievalTrainer`) and its tree rebuild.
+
+    ``tree_rebuild`` (config): once, rebuild the item tree from the model's own item embeddings
+    (``tree_rebuild_vectors``), as JTM and Deep Retrieval re-learn their structure. ``plateau``: when
+    early stopping would stop, from the best checkpoint's weights; a number N: after N epochs, from
+    the current weights. The rebuild happens at the start of the next epoch: the encoder and item
+    embeddings are kept, the generator, node tower and code embeddings start afresh for the new
+    tree, the optimizer is rebuilt, and patience restarts; the best validation score so far stays
+    the one to beat, so the best checkpoint (with the tree it was trained on) is still the one tested.
+    """
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.tree_rebuild = config["tree_rebuild"]
+        if self.tree_rebuild is not None and self.distributed:
+            raise ConfigError("tree_rebuild is not supported with several processes (nproc > 1); set tree_rebuild: ~")
+        self._train_dataset = None
+        self._rebuild_pending = False
+
+    def fit(self, train_data, *args, **kwargs):
+        self._train_dataset = train_data.dataset
+        return super().fit(train_data, *args, **kwargs)
+
+    def _valid_epoch(self, valid_data, *args, **kwargs):
+        valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
+        if self.tree_rebuild is None or int(self.model.tree_rebuilds) > 0 or self._rebuild_pending:
+            return valid_score, valid_result
+        best, bigger = self.best_valid_score, self.valid_metric_bigger
+        if rebuild_due(
+            self.tree_rebuild, valid_score, best, self.cur_step, self.stopping_step, self.epochs_done, bigger
+        ):
+            self._rebuild_pending = True
+            self.cur_step = -1 if self.tree_rebuild == "plateau" else self.cur_step  # early stopping makes it 0
+            self.valid_curve[-1]["tree_rebuild"] = True
+        return valid_score, valid_result
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._rebuild_pending:  # before the epoch's -last.pth: a resumed run starts from the new tree
+            self._rebuild_pending = False
+            if self.tree_rebuild == "plateau":
+                self.load_weights(self.saved_model_file)
+            self.model.rebuild_tree(self._train_dataset)
+            self.optimizer = self._build_optimizer()
+            self.cur_step = 0
+            self.logger.info(f"tree_rebuild: new tree after {epoch_idx} epochs; patience restarts")
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -78,6 +78,9 @@ class Interrupt(Exception):
             {"all_positions_group_by_length": True, "all_positions_pack": False, "all_positions_shift": False},
         ),
         ("ComiRecSA", {"train_mode": "random_cut"}),
+        # the tree rebuilt at the start of the epoch the crash interrupts (resumed from the new tree), or after it
+        ("RimiRec", {"tree_branching": 8, "tree_leaf_size": 10, "tree_vector_dim": 16, "tree_rebuild": 2}),
+        ("RimiRec", {"tree_branching": 8, "tree_leaf_size": 10, "tree_vector_dim": 16, "tree_rebuild": 3}),
     ],
 )
 def test_interrupted_training_resumes_to_the_same_result(tiny, monkeypatch, model, extra):

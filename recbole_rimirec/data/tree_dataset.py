@@ -27,6 +27,7 @@ from recbole_rimirec.tree.vectors import normalize_rows, ppmi_svd_vectors, pretr
 
 CODE_FIELD = "tree_code"
 VECTOR_PARTS = ("cooccurrence", "pretrained", "features")  # tree_vectors: one of them, or several joined by '+'
+REBUILD_PARTS = ("model", *VECTOR_PARTS)  # tree_rebuild_vectors: 'model' is the model's own item embeddings
 
 
 def tree_settings(config) -> dict:
@@ -57,6 +58,20 @@ def tree_settings(config) -> dict:
         )
     if "pretrained" in parts and not settings["vectors_file"]:
         raise ConfigError(f"tree_vectors: {settings['vectors']} needs tree_vectors_file")
+    rebuild, rebuild_parts = config["tree_rebuild"], config["tree_rebuild_vectors"] or "model"
+    if (
+        rebuild is not None
+        and rebuild != "plateau"
+        and (isinstance(rebuild, bool) or not isinstance(rebuild, int) or rebuild < 1)
+    ):
+        raise ConfigError(f"tree_rebuild must be ~, 'plateau' or a number of epochs >= 1, not {rebuild}")
+    parts = str(rebuild_parts).split("+")
+    if any(part not in REBUILD_PARTS for part in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"tree_rebuild_vectors '{rebuild_parts}' is not one of {', '.join(REBUILD_PARTS)} or several joined by '+'"
+        )
+    if "pretrained" in parts and not settings["vectors_file"]:
+        raise ConfigError(f"tree_rebuild_vectors: {rebuild_parts} needs tree_vectors_file")
     return settings
 
 
@@ -105,32 +120,8 @@ class TreeDataset(SequentialDataset):
                 )
             self.logger.info(f"item tree loaded from {path}")
             return tree
-        train.train_sequences = train_sequences(train)  # kept: the training loaders read them again
-        _, flat, offsets = train.train_sequences
-        if len(flat) == 0:
-            raise ConfigError(f"dataset '{self.dataset_name}' has no training interactions to build the item tree")
-        # Build in token order, not RecBole's id order (ids follow first appearance in the whole
-        # file, valid/test rows included): the tree then depends on the training data alone.
-        order = np.r_[0, 1 + np.argsort(tokens[1:].astype(str), kind="stable")]  # canonical id -> RecBole id
-        to_canonical = np.empty_like(order)
-        to_canonical[order] = np.arange(len(order))
-        dim, seed = settings["vector_dim"], settings["seed"]
         start = perf_counter()
-        parts = []  # each [n_items, d_part], unit rows, in canonical order
-        for part in settings["vectors"].split("+"):
-            if part == "cooccurrence":
-                pairs = settings["max_pairs"]
-                parts.append(
-                    ppmi_svd_vectors(to_canonical[flat], offsets, len(tokens), dim, seed=seed, max_pairs=pairs)
-                )
-            elif part == "features":
-                columns = [self._feature_column(f)[order] for f in expected["feature_fields"]]
-                parts.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))
-            else:  # pretrained
-                parts.append(pretrained_vectors(settings["vectors_file"], tokens, self.dataset_name)[order])
-        # each part unit length, equal weight; a pretrained file alone is used as read (its rows are unit length
-        # already, and renormalising moves float bits, so trees built before would change)
-        vectors = parts[0] if settings["vectors"] == "pretrained" else normalize_rows(np.concatenate(parts, axis=1))
+        vectors, order = self._tree_vectors(train, settings["vectors"], settings, expected.get("feature_fields"))
         vectors_s, start = perf_counter() - start, perf_counter()
         tree = build_tree(
             vectors, settings["branching"], settings["leaf_size"], settings["max_depth"], settings["seed"], expected
@@ -144,6 +135,84 @@ class TreeDataset(SequentialDataset):
         if path:
             tree.save(path)
             self.logger.info(f"item tree saved to {path}")
+        return tree
+
+    def _tree_vectors(self, train, parts: str, settings: dict, feature_fields=None, model_vectors=None):
+        """The item vectors a tree is built from, in canonical (token) order.
+
+        Args:
+            train: the train split (its sequences feed the co-occurrence part).
+            parts: vector parts joined by '+' (``cooccurrence``, ``features``, ``pretrained``, ``model``).
+            settings: :func:`tree_settings`.
+            feature_fields: the item token fields of the ``features`` part.
+            model_vectors: [n_items, H] a model's item embeddings by RecBole id (the ``model`` part).
+
+        Returns:
+            tuple: [n_items, d] float32 vectors with each part unit length, row i the item of canonical id i;
+            [n_items] ``order``, canonical id -> RecBole id.
+
+        Raises:
+            ConfigError: when the train split has no interactions.
+        """
+        tokens = self.field2id_token[self.iid_field]
+        if getattr(train, "train_sequences", None) is None:
+            train.train_sequences = train_sequences(train)  # kept: the training loaders read them again
+        _, flat, offsets = train.train_sequences
+        if len(flat) == 0:
+            raise ConfigError(f"dataset '{self.dataset_name}' has no training interactions to build the item tree")
+        # Build in token order, not RecBole's id order (ids follow first appearance in the whole
+        # file, valid/test rows included): the tree then depends on the training data alone.
+        order = np.r_[0, 1 + np.argsort(tokens[1:].astype(str), kind="stable")]  # canonical id -> RecBole id
+        to_canonical = np.empty_like(order)
+        to_canonical[order] = np.arange(len(order))
+        dim, seed = settings["vector_dim"], settings["seed"]
+        vectors = []  # each [n_items, d_part], unit rows, in canonical order
+        for part in parts.split("+"):
+            if part == "cooccurrence":
+                pairs = settings["max_pairs"]
+                vectors.append(
+                    ppmi_svd_vectors(to_canonical[flat], offsets, len(tokens), dim, seed=seed, max_pairs=pairs)
+                )
+            elif part == "features":
+                columns = [self._feature_column(f)[order] for f in feature_fields]
+                vectors.append(token_feature_vectors(columns, len(tokens), dim, seed=seed))
+            elif part == "model":
+                rows = np.asarray(model_vectors, dtype=np.float32).copy()
+                rows[0] = 0.0
+                vectors.append(normalize_rows(rows)[order])
+            else:  # pretrained
+                vectors.append(pretrained_vectors(settings["vectors_file"], tokens, self.dataset_name)[order])
+        # each part unit length, equal weight; one part alone is used as made (its rows are unit length
+        # already, and renormalising moves float bits, so trees built before would change)
+        if "+" not in parts and parts in ("pretrained", "model"):
+            return vectors[0], order
+        return normalize_rows(np.concatenate(vectors, axis=1)), order
+
+    def rebuild_tree(self, model_vectors) -> ItemTree:
+        """A new tree from a model's learned item embeddings (``tree_rebuild``), built as the first one.
+
+        Called on the train split during training; the parts come from ``tree_rebuild_vectors``
+        (``model`` stands for the embeddings given here).
+
+        Args:
+            model_vectors: [n_items, H] item embeddings by RecBole id (row 0 padding).
+
+        Returns:
+            ItemTree: the tree, its ``meta`` recording the parts it was built from.
+        """
+        settings = tree_settings(self.config)
+        parts = self.config["tree_rebuild_vectors"] or "model"
+        fields = self._feature_fields(settings["feature_fields"]) if "features" in parts else None
+        start = perf_counter()
+        vectors, order = self._tree_vectors(self, parts, settings, fields, model_vectors)
+        meta = {"vectors": parts, "rebuilt": True, "seed": settings["seed"]}
+        shape = settings["branching"], settings["leaf_size"], settings["max_depth"]
+        tree = build_tree(vectors, *shape, settings["seed"], meta)
+        tree.perm = order[tree.perm]
+        self.logger.info(
+            f"item tree rebuilt from {parts} vectors in {perf_counter() - start:.1f} s: "
+            f"{int((tree.node_depth == 1).sum())} top-level nodes, {int(tree.is_leaf.sum())} leaves"
+        )
         return tree
 
     def _feature_fields(self, fields) -> list[str]:

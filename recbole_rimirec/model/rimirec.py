@@ -42,8 +42,10 @@ from recbole_rimirec.retrieval.selection import (
     select_leaves,
     select_subclusters,
 )
+from recbole_rimirec.tree.carry import carry_node_rows, node_item_means
+from recbole_rimirec.tree.itemtree import ItemTree
 from recbole_rimirec.tree.subclusters import LeafSplit, split_leaves
-from recbole_rimirec.tree.tensors import TreeTensors
+from recbole_rimirec.tree.tensors import TreeTensors, tree_equal, tree_from_buffers
 
 SCORES = ("factorized", "global", "prior", "mixed")
 SELECTIONS = ("frontier", *LEAF_ORDERS, "beam")
@@ -130,18 +132,18 @@ class RimiRec(SequentialRecommender):
         self.LayerNorm = nn.LayerNorm(H, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
         self.apply(self._init_weights)  # the encoder; generator and tower initialise themselves
-        if config["generator_decoder"]:  # a causal Transformer decoding the path, each level given its parent
-            self.generator = PathDecoder(
-                self.tree,
-                H,
-                config["n_heads"],
-                config["inner_size"],
-                config["hidden_dropout_prob"],
-                config["layer_norm_eps"],
-            )
-        else:  # the hierarchical softmax on the encoder's state
-            self.generator = TreeGenerator(self.tree, H)
-        self.tower = NodeConditionedTower(self.tree, H, config["node_conditioning"])
+        keys = (
+            "generator_decoder",
+            "n_heads",
+            "inner_size",
+            "hidden_dropout_prob",
+            "layer_norm_eps",
+            "node_conditioning",
+        )
+        self.tree_module_config = {key: config[key] for key in keys}
+        self._make_heads()
+        self.register_buffer("tree_rebuilds", torch.zeros((), dtype=torch.long))  # saved: a resumed run knows
+        self.rebuild_warm = bool(config["tree_rebuild_warm"])
         self.generator_weight = config["generator_loss_weight"]
         self.global_weight = config["global_loss_weight"]
         self.distill_weight = config["generator_distill_weight"] or 0.0
@@ -164,6 +166,94 @@ class RimiRec(SequentialRecommender):
         self.split: LeafSplit | None = None
         self.TARGETS = self.ITEM_ID + "_targets"
         self.index: NodeIndex | None = None
+
+    def set_tree(self, tree: ItemTree, warm: bool = False) -> None:
+        """Installs an item tree and new modules sized by it: code embeddings, generator, node tower.
+
+        Called by :meth:`rebuild_tree` during training, and by :meth:`load_state_dict` when a
+        checkpoint holds another tree (one rebuilt while it trained). The encoder and the item
+        embeddings are kept.
+
+        Args:
+            tree: the tree.
+            warm: start the new modules from the old ones (:mod:`~recbole_rimirec.tree.carry`): a
+                node's code embedding and tower shift are the mean of its items' old ones at its depth;
+                the generator's node vector is the mean of its items' embeddings and its bias the log
+                of its size, so P(node | user) starts near the global head's mass per node. Otherwise
+                they start as at ``__init__``.
+        """
+        device = self.item_embedding.weight.device
+        old_tree, old_code, old_tower = self.tree, self.code_embedding, self.tower
+        self.tree = TreeTensors(tree).to(device)
+        if self.code_embedding is not None:
+            self.code_embedding = nn.Embedding(self.tree.num_nodes, self.hidden_size, padding_idx=0)
+            self._init_weights(self.code_embedding)
+            self.code_embedding.to(device)
+        self._make_heads()
+        self.generator.to(device)
+        self.tower.to(device)
+        if warm:
+            with torch.no_grad():
+                if old_code is not None:
+                    self.code_embedding.weight.copy_(carry_node_rows(old_code.weight, old_tree.codes, self.tree))
+                for name in ("shift", "gain"):
+                    if getattr(self.tower, name) is not None:
+                        old = getattr(old_tower, name).weight
+                        getattr(self.tower, name).weight.copy_(carry_node_rows(old, old_tree.codes, self.tree))
+                if isinstance(self.generator, TreeGenerator) and not isinstance(self.generator, PathDecoder):
+                    self.generator.node_embedding.weight.copy_(node_item_means(self.item_embedding.weight, self.tree))
+                    self.generator.node_bias.copy_(self.tree.size.clamp_min(1).float().log())
+        self.train(self.training)  # the new modules follow the model's mode
+        self.index, self.split = None, None
+
+    def _make_heads(self) -> None:
+        """The generator and the node-conditioned tower for the current tree (they initialise themselves)."""
+        config, H = self.tree_module_config, self.hidden_size
+        if config["generator_decoder"]:  # a causal Transformer decoding the path, each level given its parent
+            self.generator = PathDecoder(
+                self.tree,
+                H,
+                config["n_heads"],
+                config["inner_size"],
+                config["hidden_dropout_prob"],
+                config["layer_norm_eps"],
+            )
+        else:  # the hierarchical softmax on the encoder's state
+            self.generator = TreeGenerator(self.tree, H)
+        self.tower = NodeConditionedTower(self.tree, H, config["node_conditioning"])
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Loads weights; a checkpoint whose tree differs from the model's (rebuilt while it trained)
+        first installs that tree, so the generator, tower and code embeddings get its sizes.
+
+        Args:
+            state_dict: the weights, with the tree's buffers (``tree.*``).
+            strict: as ``nn.Module.load_state_dict``.
+            assign: as ``nn.Module.load_state_dict``.
+
+        Returns:
+            the missing and unexpected keys, as ``nn.Module.load_state_dict``.
+        """
+        state_dict = dict(state_dict)
+        state_dict.setdefault("tree_rebuilds", torch.zeros((), dtype=torch.long))  # checkpoints from before it
+        saved = tree_from_buffers(state_dict)
+        if saved is not None and not tree_equal(saved, self.tree):
+            self.set_tree(saved)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def rebuild_tree(self, dataset) -> ItemTree:
+        """Rebuilds the item tree from the current item embeddings (``tree_rebuild``) and installs it.
+
+        Args:
+            dataset: the train split (a :class:`TreeDataset`).
+
+        Returns:
+            ItemTree: the new tree.
+        """
+        tree = dataset.rebuild_tree(self.item_embedding.weight.detach().float().cpu().numpy())
+        self.set_tree(tree, warm=self.rebuild_warm)
+        self.tree_rebuilds += 1
+        return tree
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -64,3 +64,49 @@ class TreeTensors(nn.Module):
         """
         pos = self.pos[None, :]  # [1, n_items]
         return (pos >= self.lo[node][:, None]) & (pos < self.hi[node][:, None])
+
+
+# buffer of TreeTensors -> the ItemTree array it holds
+_BUFFER_ARRAYS = {
+    "perm": "perm",
+    "lo": "node_lo",
+    "hi": "node_hi",
+    "parent": "node_parent",
+    "depth": "node_depth",
+    "child_lo": "child_lo",
+    "child_hi": "child_hi",
+}
+
+
+def tree_from_buffers(state_dict: dict, prefix: str = "tree.") -> ItemTree | None:
+    """The tree a model's state dict holds (its :class:`TreeTensors` buffers).
+
+    Args:
+        state_dict: a model's state dict.
+        prefix: where the buffers sit in it.
+
+    Returns:
+        ItemTree | None: the tree (``meta`` empty), or ``None`` when the state dict holds none.
+    """
+    if any(prefix + name not in state_dict for name in (*_BUFFER_ARRAYS, "pos")):
+        return None
+    arrays = {array: state_dict[prefix + name].cpu().numpy().astype(np.int64) for name, array in _BUFFER_ARRAYS.items()}
+    return ItemTree(n_items=len(state_dict[prefix + "pos"]), **arrays)
+
+
+def tree_equal(tree: ItemTree, tensors: TreeTensors) -> bool:
+    """Whether a tree is the one a :class:`TreeTensors` holds (same nodes, same item order).
+
+    Args:
+        tree: an :class:`ItemTree`.
+        tensors: a model's tree buffers.
+
+    Returns:
+        bool: True when every array matches.
+    """
+    for name, array in _BUFFER_ARRAYS.items():
+        mine = getattr(tensors, name).cpu().numpy()
+        theirs = getattr(tree, array)
+        if mine.shape != theirs.shape or not np.array_equal(mine, theirs):
+            return False
+    return len(tensors.pos) == tree.n_items
