@@ -9,6 +9,7 @@ import shutil
 from contextlib import contextmanager
 from time import perf_counter
 
+import numpy as np
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
@@ -463,8 +464,10 @@ class RimiRecTrainer(RetrievalTrainer):
     early stopping would stop, from the best checkpoint's weights; a number N: after N epochs, from
     the current weights. The rebuild happens at the start of the next epoch: the encoder and item
     embeddings are kept, the generator, node tower and code embeddings start afresh for the new
-    tree, the optimizer is rebuilt, and patience restarts; the best validation score so far stays
-    the one to beat, so the best checkpoint (with the tree it was trained on) is still the one tested.
+    tree (or from the old ones, ``tree_rebuild_warm``), the optimizer is rebuilt, and early stopping
+    starts again: the model tested is the best on validation of the new tree's epochs, as a second
+    run on that tree would be (keeping the old best to beat left the new tree a few epochs against a
+    converged model: it never won on Amazon Beauty or Toys, docs/rimirec.md).
     """
 
     def __init__(self, config, model):
@@ -500,5 +503,7 @@ class RimiRecTrainer(RetrievalTrainer):
             self.model.rebuild_tree(self._train_dataset)
             self.optimizer = self._build_optimizer()
             self.cur_step = 0
-            self.logger.info(f"tree_rebuild: new tree after {epoch_idx} epochs; patience restarts")
+            self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf  # the new tree's own best
+            self.best_valid_result = None
+            self.logger.info(f"tree_rebuild: new tree after {epoch_idx} epochs; early stopping starts again")
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -8,6 +8,7 @@ import torch
 
 from recbole_rimirec.checkpoint import load_checkpoint
 from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.rimirec import RimiRec
 from recbole_rimirec.quick_start import run
 from recbole_rimirec.trainer import rebuild_due
 from recbole_rimirec.tree.carry import carry_node_rows, node_item_means
@@ -62,10 +63,11 @@ def test_rebuild_after_n_epochs_is_the_tree_of_the_weights_and_saved_with_them(s
 
 
 def test_plateau_rebuilds_from_the_best_weights_and_restarts_patience(small, monkeypatch):
-    """Scores 0.3, 0.2 (a worse one with patience 0: the rebuild), then worse again: stop; the best is epoch 1."""
+    """Scores 0.3, 0.2 (a worse one with patience 0: the rebuild), then 0.1 (the new tree's first, its best), 0.05
+    (worse, patience 0): stop; the best is epoch 3's, on the new tree."""
     from recbole_rimirec import trainer as trainer_module
 
-    scores = iter([0.3, 0.2, 0.1, 0.1, 0.1, 0.1])
+    scores = iter([0.3, 0.2, 0.1, 0.05, 0.05, 0.05])
     original = trainer_module.SafeCheckpointMixin._valid_epoch
 
     def scripted(self, valid_data, *args, **kwargs):
@@ -74,16 +76,33 @@ def test_plateau_rebuilds_from_the_best_weights_and_restarts_patience(small, mon
         self.valid_curve[-1]["valid_score"] = score
         return score, result
 
+    saved, used = [], []  # the item embeddings of every best checkpoint, and those the rebuild read
+    save = trainer_module.SafeCheckpointMixin._save_checkpoint
+
+    def keep(self, epoch, *args, **kwargs):
+        saved.append(self.model.item_embedding.weight.detach().clone())
+        return save(self, epoch, *args, **kwargs)
+
+    rebuild = RimiRec.rebuild_tree
+
+    def watch(net, dataset):
+        used.append(net.item_embedding.weight.detach().clone())
+        return rebuild(net, dataset)
+
     monkeypatch.setattr(trainer_module.SafeCheckpointMixin, "_valid_epoch", scripted)
+    monkeypatch.setattr(trainer_module.SafeCheckpointMixin, "_save_checkpoint", keep)
+    monkeypatch.setattr(RimiRec, "rebuild_tree", watch)
     result = run("RimiRec", "tiny", config_dict={**small, "epochs": 6, "stopping_step": 0, "tree_rebuild": "plateau"})
+    assert len(saved) == 2 and len(used) == 1 and torch.equal(used[0], saved[0])  # from epoch 1's (best) weights
     curve = result["timings"]["valid_curve"]
-    assert [p["valid_score"] for p in curve] == [0.3, 0.2, 0.1]  # patience restarted once, then early stopping
-    assert [bool(p.get("tree_rebuild")) for p in curve] == [False, True, False]
+    assert [p["valid_score"] for p in curve] == [0.3, 0.2, 0.1, 0.05]  # early stopping started again once
+    assert [bool(p.get("tree_rebuild")) for p in curve] == [False, True, False, False]
     best, last = checkpoints(small["checkpoint_dir"])
-    assert int(load_checkpoint(best)["state_dict"]["tree_rebuilds"]) == 0  # epoch 1's weights, its own tree
-    rebuilt = tree_from_buffers(load_checkpoint(last)["state_dict"])  # the start of epoch 3: after the rebuild
-    from_best = prepare({**small, "tree_vectors": "pretrained", "tree_vectors_file": best})[1].tree
-    assert tree_equal(from_best, TreeTensors(rebuilt))  # built from the best weights, not epoch 2's
+    state = load_checkpoint(best)
+    assert int(state["state_dict"]["tree_rebuilds"]) == 1 and state["epoch"] == 2  # epoch 3 (index 2), new tree
+    assert tree_equal(
+        tree_from_buffers(state["state_dict"]), TreeTensors(tree_from_buffers(load_checkpoint(last)["state_dict"]))
+    )
 
 
 def test_rebuild_vectors_join_the_model_with_other_parts(small):
