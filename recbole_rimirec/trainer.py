@@ -456,6 +456,27 @@ def rebuild_due(rule, score: float, best: float, cur_step: int, stopping_step: i
     return epochs >= rule
 
 
+def carry_optimizer_state(old: torch.optim.Optimizer, new: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Gives a new optimizer the state (Adam's moments and step) of the parameters it shares with an old one.
+
+    After a tree rebuild the encoder and item embeddings are the same tensors; a fresh Adam would
+    take its first, full-size steps on them and shake a trained encoder.
+
+    Args:
+        old: the optimizer before the model's modules changed.
+        new: one built over the model's parameters now.
+
+    Returns:
+        torch.optim.Optimizer: ``new``, with the shared parameters' state.
+    """
+    kept = {id(p) for group in new.param_groups for p in group["params"]}
+    for group in old.param_groups:
+        for p in group["params"]:
+            if id(p) in kept and p in old.state:
+                new.state[p] = old.state[p]
+    return new
+
+
 class RimiRecTrainer(RetrievalTrainer):
     """RimiRec's evaluation hook (per-category retrieval, see :class:`RetrievalTrainer`) and its tree rebuild.
 
@@ -464,7 +485,8 @@ class RimiRecTrainer(RetrievalTrainer):
     early stopping would stop, from the best checkpoint's weights; a number N: after N epochs, from
     the current weights. The rebuild happens at the start of the next epoch: the encoder and item
     embeddings are kept, the generator, node tower and code embeddings start afresh for the new
-    tree (or from the old ones, ``tree_rebuild_warm``), the optimizer is rebuilt, and early stopping
+    tree (or from the old ones, ``tree_rebuild_warm``), the optimizer is rebuilt (the kept parameters
+    keep their state, :func:`carry_optimizer_state`), and early stopping
     starts again: the model tested is the best on validation of the new tree's epochs, as a second
     run on that tree would be (keeping the old best to beat left the new tree a few epochs against a
     converged model: it never won on Amazon Beauty or Toys, docs/rimirec.md).
@@ -491,17 +513,17 @@ class RimiRecTrainer(RetrievalTrainer):
             self.tree_rebuild, valid_score, best, self.cur_step, self.stopping_step, self.epochs_done, bigger
         ):
             self._rebuild_pending = True
-            self.cur_step = -1 if self.tree_rebuild == "plateau" else self.cur_step  # early stopping makes it 0
+            self.cur_step = -1  # RecBole's early stopping, next, makes it 0 (or a new best does): it cannot stop now
             self.valid_curve[-1]["tree_rebuild"] = True
         return valid_score, valid_result
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self._rebuild_pending:  # before the epoch's -last.pth: a resumed run starts from the new tree
             self._rebuild_pending = False
-            if self.tree_rebuild == "plateau":
-                self.load_weights(self.saved_model_file)
+            if self.tree_rebuild == "plateau":  # the best weights, and the optimizer's state that went with them
+                self.optimizer.load_state_dict(self.load_weights(self.saved_model_file)["optimizer"])
             self.model.rebuild_tree(self._train_dataset)
-            self.optimizer = self._build_optimizer()
+            self.optimizer = carry_optimizer_state(self.optimizer, self._build_optimizer())
             self.cur_step = 0
             self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf  # the new tree's own best
             self.best_valid_result = None
