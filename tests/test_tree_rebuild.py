@@ -175,3 +175,15 @@ def test_a_warm_rebuild_onto_the_same_tree_keeps_the_encoder_and_tower_outputs(s
     leaves = net.tree.is_leaf.nonzero().squeeze(1)
     p = net.generator(h)[0, leaves].exp()
     assert torch.corrcoef(torch.stack([p, mass[leaves]]))[0, 1] > 0.9
+
+
+def test_kept_parameters_keep_their_adam_state_and_new_ones_start_empty():
+    from recbole_rimirec.trainer import carry_optimizer_state
+
+    kept, dropped, added = (torch.nn.Parameter(torch.randn(3)) for _ in range(3))
+    old = torch.optim.Adam([kept, dropped], lr=0.1)
+    (kept.sum() + dropped.sum()).backward()
+    old.step()
+    new = carry_optimizer_state(old, torch.optim.Adam([kept, added], lr=0.1))
+    assert new.state[kept] is old.state[kept] and int(new.state[kept]["step"]) == 1
+    assert added not in new.state and dropped not in new.state
