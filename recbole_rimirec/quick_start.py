@@ -178,7 +178,8 @@ def run(
         (``data_s``, ``train_s``, ``epochs``, ``epoch_s``, ``eval_s``, ``best_epoch``, ``time_to_best_s``:
         training seconds up to the best validation; after a resume from a best checkpoint, ``epochs``,
         ``epoch_s`` and the time cover the epochs since the resume, ``valid_curve``: the valid score after each
-        validation with the epochs and training seconds behind it), ``checkpoint``, ``last_checkpoint``,
+        validation with the epochs and training seconds behind it, every valid metric as ``valid_result``, and
+        ``tree_rebuild`` where RimiRec's tree was rebuilt after it), ``checkpoint``, ``last_checkpoint``,
         ``time_capped``, ``test_ranks`` (per test user, the target's 0-based rank, -1 when past the largest topk;
         under ``eval_protocol: comirec`` the first hit's), ``test_hits`` (``eval_protocol: comirec`` only: per
         test user every hit's 0-based rank and the number of targets, ``evaluation.hit_record``),

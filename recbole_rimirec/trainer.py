@@ -129,7 +129,7 @@ class SafeCheckpointMixin:
             self.saved_model_file = names[0]
         self._eval_indices: list[int] | None = None
         self.epoch_seconds: list[float] = []
-        self.valid_curve: list[dict] = []  # per validation: epochs done, training seconds so far, valid score
+        self.valid_curve: list[dict] = []  # per validation: epochs done, training seconds so far, score, all metrics
         self.time_budget = config["time_budget_s"]
         self._fit_start: float | None = None
         self.elapsed_before = 0.0  # training seconds of the processes this run resumed from
@@ -211,9 +211,9 @@ class SafeCheckpointMixin:
 
     def _valid_epoch(self, valid_data, *args, **kwargs):
         valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
-        self.valid_curve.append(
-            {"epochs": self.epochs_done, "train_s": sum(self.epoch_seconds), "valid_score": float(valid_score)}
-        )
+        point = {"epochs": self.epochs_done, "train_s": sum(self.epoch_seconds), "valid_score": float(valid_score)}
+        point["valid_result"] = {k: float(v) for k, v in (valid_result or {}).items()}  # every metric, for choosing
+        self.valid_curve.append(point)
         return valid_score, valid_result
 
     def _trimmed(self, batched_data):

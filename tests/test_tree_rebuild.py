@@ -42,6 +42,7 @@ def test_rebuild_after_n_epochs_is_the_tree_of_the_weights_and_saved_with_them(s
     result = run("RimiRec", "tiny", config_dict={**small, "epochs": 3, "stopping_step": 10, "tree_rebuild": 2})
     curve = result["timings"]["valid_curve"]
     assert [bool(p.get("tree_rebuild")) for p in curve] == [False, True, False]
+    assert curve[-1]["valid_result"]["recall@50"] >= curve[-1]["valid_result"]["recall@10"]  # every metric kept
     _, last = checkpoints(small["checkpoint_dir"])
     state = load_checkpoint(last)  # saved at the start of epoch 3, just after the rebuild
     assert int(state["state_dict"]["tree_rebuilds"]) == 1
