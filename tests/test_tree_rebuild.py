@@ -9,7 +9,7 @@ import torch
 from recbole_rimirec.checkpoint import load_checkpoint
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.rimirec import RimiRec
-from recbole_rimirec.quick_start import run
+from recbole_rimirec.quick_start import evaluate_saved, run
 from recbole_rimirec.trainer import rebuild_due
 from recbole_rimirec.tree.carry import carry_node_rows, node_item_means
 from recbole_rimirec.tree.tensors import TreeTensors, tree_equal, tree_from_buffers
@@ -40,6 +40,9 @@ def test_rebuild_due_follows_early_stopping_or_the_epoch_count():
 
 def test_rebuild_after_n_epochs_is_the_tree_of_the_weights_and_saved_with_them(small):
     result = run("RimiRec", "tiny", config_dict={**small, "epochs": 3, "stopping_step": 10, "tree_rebuild": 2})
+    again = evaluate_saved(result["checkpoint"], {"checkpoint_dir": small["checkpoint_dir"] + "/eval"})
+    assert int(load_checkpoint(result["checkpoint"])["state_dict"]["tree_rebuilds"]) == 1  # epoch 3, the new tree
+    assert again["result"] == result["test_result"]  # a fresh model installs the checkpoint's tree
     curve = result["timings"]["valid_curve"]
     assert [bool(p.get("tree_rebuild")) for p in curve] == [False, True, False]
     assert curve[-1]["valid_result"]["recall@50"] >= curve[-1]["valid_result"]["recall@10"]  # every metric kept
