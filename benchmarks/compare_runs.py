@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from report import load_run, paired_bootstrap, run_files
+from report import load_run, paired_bootstrap, recall50, run_files
 
 FROM_VALIDATION = 10  # curves are read from this validation on (1-based), past the first climb
 
@@ -74,7 +74,8 @@ def compare(a: list[dict], b: list[dict]) -> dict:
 
     Returns:
         dict: ``a`` and ``b`` (see :func:`side`), ``per_seed`` rows, and ``bootstrap`` (B minus A test
-        NDCG@10 over users and the seeds both ran, with ``paired_seeds``) where both kept test ranks.
+        NDCG@10 over users and the seeds both ran, with ``paired_seeds``) and ``bootstrap_recall@50`` (the
+        same for Recall@50) where both kept test ranks.
     """
     by_a, by_b = {r["seed"]: r for r in a}, {r["seed"]: r for r in b}
     common = sorted(set(by_a) & set(by_b))
@@ -93,9 +94,11 @@ def compare(a: list[dict], b: list[dict]) -> dict:
     ranked = [s for s in common if "test_ranks" in by_a[s] and "test_ranks" in by_b[s]]
     if ranked:
         out["paired_seeds"] = ranked
-        out["bootstrap"] = paired_bootstrap(
-            [np.array(by_b[s]["test_ranks"]) for s in ranked], [np.array(by_a[s]["test_ranks"]) for s in ranked]
-        )
+        b_ranks, a_ranks = [np.array(by_b[s]["test_ranks"]) for s in ranked], [
+            np.array(by_a[s]["test_ranks"]) for s in ranked
+        ]
+        out["bootstrap"] = paired_bootstrap(b_ranks, a_ranks)
+        out["bootstrap_recall@50"] = paired_bootstrap(b_ranks, a_ranks, metric=recall50)
     return out
 
 
