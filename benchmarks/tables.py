@@ -394,6 +394,9 @@ def comparisons() -> str:
             f"{', '.join(map(str, data['paired_seeds']))}: {boot['mean']:+.4f} "
             f"(95% interval {boot['low']:+.4f} to {boot['high']:+.4f})"
         )
+        recall = data.get("bootstrap_recall@50")  # comparisons written since compare_runs bootstraps it
+        if recall:
+            lines[-1] += f"; Recall@50 {recall['mean']:+.4f} ({recall['low']:+.4f} to {recall['high']:+.4f})"
     return "\n".join(lines) + "\n"
 
 
