@@ -192,7 +192,8 @@ class TreeDataset(SequentialDataset):
         """A new tree from a model's learned item embeddings (``tree_rebuild``), built as the first one.
 
         Called on the train split during training; the parts come from ``tree_rebuild_vectors``
-        (``model`` stands for the embeddings given here).
+        (``model`` stands for the embeddings given here). The item feature ``tree_code`` keeps the
+        first tree's codes: RimiRec reads the codes of the tree it holds, never the batch's.
 
         Args:
             model_vectors: [n_items, H] item embeddings by RecBole id (row 0 padding).
