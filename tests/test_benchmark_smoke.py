@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import DATA
 
@@ -433,3 +434,24 @@ def test_epoch_cost_times_every_model_in_one_process(tiny, tmp_path):
     assert all(len(r["epoch_s"]) == 2 and r["ms_per_test_user"] > 0 and r["test_users"] > 0 for r in rows.values())
     assert rows["SASRecAllPos"]["epoch_ratio"] == 1.0
     assert rows["RimiRec"]["epoch_ratio"] == rows["RimiRec"]["median_epoch_s"] / rows["SASRecAllPos"]["median_epoch_s"]
+
+
+def test_a_forked_checkpoint_resumes_into_its_own_files(tiny):
+    """fork_checkpoint: a run branched off a finished one writes the copy; the original's files are untouched."""
+    import glob
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fork_checkpoint import fork
+
+    from recbole_rimirec.quick_start import run
+
+    settings = {**tiny, "epochs": 2, "stopping_step": 10}
+    run("SASRecAllPos", "tiny", config_dict=settings)
+    (last,) = glob.glob(tiny["checkpoint_dir"] + "/*-last.pth")
+    best = last.removesuffix("-last.pth") + ".pth"
+    before = {path: Path(path).read_bytes() for path in (last, best)}
+    copy = fork(last, tiny["checkpoint_dir"] + "/../fork")
+    assert torch.load(copy, weights_only=True)["best_file"] == copy.removesuffix("-last.pth") + ".pth"
+    run("SASRecAllPos", "tiny", config_dict={**settings, "epochs": 3, "resume_from": copy})
+    assert {path: Path(path).read_bytes() for path in (last, best)} == before
+    assert Path(copy).read_bytes() != Path(last).read_bytes()  # the branch went on in its own files
