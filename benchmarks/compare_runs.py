@@ -94,9 +94,8 @@ def compare(a: list[dict], b: list[dict]) -> dict:
     ranked = [s for s in common if "test_ranks" in by_a[s] and "test_ranks" in by_b[s]]
     if ranked:
         out["paired_seeds"] = ranked
-        b_ranks, a_ranks = [np.array(by_b[s]["test_ranks"]) for s in ranked], [
-            np.array(by_a[s]["test_ranks"]) for s in ranked
-        ]
+        b_ranks = [np.array(by_b[s]["test_ranks"]) for s in ranked]
+        a_ranks = [np.array(by_a[s]["test_ranks"]) for s in ranked]
         out["bootstrap"] = paired_bootstrap(b_ranks, a_ranks)
         out["bootstrap_recall@50"] = paired_bootstrap(b_ranks, a_ranks, metric=recall50)
     return out

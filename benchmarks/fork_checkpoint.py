@@ -16,8 +16,13 @@ import argparse
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recbole_rimirec.checkpoint import load_checkpoint  # noqa: E402
+from recbole_rimirec.errors import ConfigError  # noqa: E402
 
 
 def fork(last: str, folder: str) -> str:
@@ -30,7 +35,7 @@ def fork(last: str, folder: str) -> str:
     Returns:
         str: the copied ``-last.pth`` (its ``best_file`` is the copied best checkpoint).
     """
-    state = torch.load(last, weights_only=True)
+    state = load_checkpoint(last)
     target = os.path.join(folder, "checkpoints")
     os.makedirs(target, exist_ok=True)
     best = os.path.join(target, os.path.basename(state["best_file"]))
@@ -46,10 +51,11 @@ def main(argv=None) -> int:
     parser.add_argument("last", help="the finished run's -last.pth")
     parser.add_argument("folder", help="the new run's output folder")
     args = parser.parse_args(argv)
-    if not os.path.isfile(args.last):
-        print(f"error: no such checkpoint: {args.last}", file=sys.stderr)
+    try:
+        print(fork(args.last, args.folder))
+    except ConfigError as err:  # a missing, truncated or pickled file: one line
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    print(fork(args.last, args.folder))
     return 0
 
 

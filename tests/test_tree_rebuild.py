@@ -191,3 +191,12 @@ def test_kept_parameters_keep_their_adam_state_and_new_ones_start_empty():
     new = carry_optimizer_state(old, torch.optim.Adam([kept, added], lr=0.1))
     assert new.state[kept] is old.state[kept] and int(new.state[kept]["step"]) == 1
     assert added not in new.state and dropped not in new.state
+
+
+def test_a_checkpoint_whose_tree_is_broken_is_one_line_error(small):
+    net = prepare(small)[2]
+    state = dict(net.state_dict())
+    state["tree.hi"] = state["tree.hi"].clone()
+    state["tree.hi"][-1] += 5  # a node past the end of the item order
+    with pytest.raises(ConfigError, match="the checkpoint's item tree is not a valid tree"):
+        prepare(small)[2].load_state_dict(state)

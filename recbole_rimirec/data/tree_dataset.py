@@ -51,28 +51,27 @@ def tree_settings(config) -> dict:
         "seed": config["seed"],
     }
     check_tree_shape(settings["branching"], settings["leaf_size"], settings["max_depth"])
-    parts = str(settings["vectors"]).split("+")
-    if any(part not in VECTOR_PARTS for part in parts) or len(set(parts)) != len(parts):
-        raise ConfigError(
-            f"tree_vectors '{settings['vectors']}' is not one of {', '.join(VECTOR_PARTS)} or several joined by '+'"
-        )
-    if "pretrained" in parts and not settings["vectors_file"]:
-        raise ConfigError(f"tree_vectors: {settings['vectors']} needs tree_vectors_file")
-    rebuild, rebuild_parts = config["tree_rebuild"], config["tree_rebuild_vectors"] or "model"
+    _check_vector_parts("tree_vectors", settings["vectors"], VECTOR_PARTS, settings["vectors_file"])
+    rebuild = config["tree_rebuild"]
     if (
         rebuild is not None
         and rebuild != "plateau"
         and (isinstance(rebuild, bool) or not isinstance(rebuild, int) or rebuild < 1)
     ):
         raise ConfigError(f"tree_rebuild must be ~, 'plateau' or a number of epochs >= 1, not {rebuild}")
-    parts = str(rebuild_parts).split("+")
-    if any(part not in REBUILD_PARTS for part in parts) or len(set(parts)) != len(parts):
-        raise ConfigError(
-            f"tree_rebuild_vectors '{rebuild_parts}' is not one of {', '.join(REBUILD_PARTS)} or several joined by '+'"
-        )
-    if "pretrained" in parts and not settings["vectors_file"]:
-        raise ConfigError(f"tree_rebuild_vectors: {rebuild_parts} needs tree_vectors_file")
+    _check_vector_parts(
+        "tree_rebuild_vectors", config["tree_rebuild_vectors"] or "model", REBUILD_PARTS, settings["vectors_file"]
+    )
     return settings
+
+
+def _check_vector_parts(key: str, value, allowed: tuple[str, ...], vectors_file) -> None:
+    """Checks a '+'-joined list of vector parts (each allowed, none twice; 'pretrained' needs its file)."""
+    parts = str(value).split("+")
+    if any(part not in allowed for part in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(f"{key} '{value}' is not one of {', '.join(allowed)} or several joined by '+'")
+    if "pretrained" in parts and not vectors_file:
+        raise ConfigError(f"{key}: {value} needs tree_vectors_file")
 
 
 class TreeDataset(SequentialDataset):

@@ -6,7 +6,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.tree.itemtree import ItemTree
+
+# buffer of TreeTensors -> the ItemTree array it holds (the rest are derived from these)
+_BUFFER_ARRAYS = {
+    "perm": "perm",
+    "lo": "node_lo",
+    "hi": "node_hi",
+    "parent": "node_parent",
+    "depth": "node_depth",
+    "child_lo": "child_lo",
+    "child_hi": "child_hi",
+}
 
 
 class TreeTensors(nn.Module):
@@ -24,18 +36,8 @@ class TreeTensors(nn.Module):
         as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
         self.num_nodes = tree.num_nodes
         self.max_depth = max(tree.depth, 1)
-        for name, value in {
-            "parent": tree.node_parent,
-            "depth": tree.node_depth,
-            "lo": tree.node_lo,
-            "hi": tree.node_hi,
-            "child_lo": tree.child_lo,
-            "child_hi": tree.child_hi,
-            "perm": tree.perm,
-            "pos": tree.pos,
-            "codes": tree.codes,
-            "leaf": tree.leaf_of,
-        }.items():
+        arrays = {name: getattr(tree, array) for name, array in _BUFFER_ARRAYS.items()}
+        for name, value in {**arrays, "pos": tree.pos, "codes": tree.codes, "leaf": tree.leaf_of}.items():
             self.register_buffer(name, as_t(value))
         self.register_buffer("size", self.hi - self.lo)
         self.register_buffer("is_leaf", self.child_lo == self.child_hi)
@@ -66,18 +68,6 @@ class TreeTensors(nn.Module):
         return (pos >= self.lo[node][:, None]) & (pos < self.hi[node][:, None])
 
 
-# buffer of TreeTensors -> the ItemTree array it holds
-_BUFFER_ARRAYS = {
-    "perm": "perm",
-    "lo": "node_lo",
-    "hi": "node_hi",
-    "parent": "node_parent",
-    "depth": "node_depth",
-    "child_lo": "child_lo",
-    "child_hi": "child_hi",
-}
-
-
 def tree_from_buffers(state_dict: dict, prefix: str = "tree.") -> ItemTree | None:
     """The tree a model's state dict holds (its :class:`TreeTensors` buffers).
 
@@ -87,11 +77,18 @@ def tree_from_buffers(state_dict: dict, prefix: str = "tree.") -> ItemTree | Non
 
     Returns:
         ItemTree | None: the tree (``meta`` empty), or ``None`` when the state dict holds none.
+
+    Raises:
+        ConfigError: when the buffers do not make a valid tree.
     """
     if any(prefix + name not in state_dict for name in (*_BUFFER_ARRAYS, "pos")):
         return None
     arrays = {array: state_dict[prefix + name].cpu().numpy().astype(np.int64) for name, array in _BUFFER_ARRAYS.items()}
-    return ItemTree(n_items=len(state_dict[prefix + "pos"]), **arrays)
+    tree = ItemTree(n_items=len(state_dict[prefix + "pos"]), **arrays)
+    problem = tree.invariant_violation()
+    if problem:
+        raise ConfigError(f"the checkpoint's item tree is not a valid tree: {problem}")
+    return tree
 
 
 def tree_equal(tree: ItemTree, tensors: TreeTensors) -> bool:
