@@ -16,7 +16,6 @@ from recbole.utils import set_color
 
 from recbole_rimirec.checkpoint import load_checkpoint, loader_state, plain, rng_state, set_loader_state, set_rng_state
 from recbole_rimirec.data.loaders import trim_padding
-from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.evaluation import ListCollector
 from recbole_rimirec.optim import LazyAdam
 from recbole_rimirec.retrieval.merge import dense_scores
@@ -495,8 +494,9 @@ class RimiRecTrainer(RetrievalTrainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.tree_rebuild = config["tree_rebuild"]
-        if self.tree_rebuild is not None and self.distributed:
-            raise ConfigError("tree_rebuild is not supported with several processes (nproc > 1); set tree_rebuild: ~")
+        if self.tree_rebuild is not None and self.distributed:  # a default must not stop a multi-process run
+            self.logger.warning("tree_rebuild is not supported with several processes (nproc > 1): the tree stays")
+            self.tree_rebuild = None
         self._train_dataset = None
         self._rebuild_pending = False
 

@@ -120,7 +120,10 @@ def test_rebuild_vectors_join_the_model_with_other_parts(small):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"tree_rebuild": 0}, "tree_rebuild must be ~, 'plateau' or a number of epochs >= 1, not 0"),
+        (
+            {"tree_rebuild": 0},
+            r"tree_rebuild must be ~ \(None on the command line\), 'plateau' or a number of epochs >= 1, not 0",
+        ),
         ({"tree_rebuild": "soon"}, "tree_rebuild must be"),
         ({"tree_rebuild": True}, "tree_rebuild must be"),
         ({"tree_rebuild_vectors": "model+bogus"}, "tree_rebuild_vectors 'model\\+bogus' is not one of"),

@@ -58,7 +58,9 @@ def tree_settings(config) -> dict:
         and rebuild != "plateau"
         and (isinstance(rebuild, bool) or not isinstance(rebuild, int) or rebuild < 1)
     ):
-        raise ConfigError(f"tree_rebuild must be ~, 'plateau' or a number of epochs >= 1, not {rebuild}")
+        raise ConfigError(
+            f"tree_rebuild must be ~ (None on the command line), 'plateau' or a number of epochs >= 1, not {rebuild}"
+        )
     _check_vector_parts(
         "tree_rebuild_vectors", config["tree_rebuild_vectors"] or "model", REBUILD_PARTS, settings["vectors_file"]
     )
