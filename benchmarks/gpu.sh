@@ -8,6 +8,8 @@
 # In order, each step only while time is left (BUDGET seconds in all, default 480):
 #   1. the gpu tests (tests/test_gpu.py, marked gpu);
 #   2. Amazon Beauty: SASRecAllPos and RimiRec, seed 2020, to their best validation;
+#      (RimiRec's default tree_rebuild: plateau trains on after its first plateau: about twice the epochs;
+#      a run the budget cuts resumes next time with --resume)
 #   3. RecBole's SASRec, 120 s of training (per-epoch and time-to-quality ratio);
 #   4. Amazon Toys, the same two models, if time is left.
 # Results: benchmarks/results/<dataset>-<card> (e.g. amazon-beauty-h200), packed with the test log

@@ -30,7 +30,7 @@ DATASETS = {"ml-100k": "ml-100k", "amazon-beauty": "Amazon Beauty", "amazon-toys
 # (label, model, result folders): the headline rows, every model at its defaults, seeds 2020-2022
 HEADLINE = {
     "ml-100k": [
-        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-pathloss2"]),
+        ("RimiRec", "RimiRec", ["ml-100k-cpu-rimirec-rebuild"]),
         ("SASRecAllPos", "SASRecAllPos", ["ml-100k-cpu-sasrec-shift"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["ml-100k-cpu", "ml-100k-cpu-prefixes"]),
         ("GRU4Rec (RecBole)", "GRU4Rec", ["ml-100k-cpu"]),
@@ -40,7 +40,7 @@ HEADLINE = {
         ("MostPop", "MostPop", ["ml-100k-cpu"]),
     ],
     "amazon-beauty": [
-        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-pathloss2"]),
+        ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-rebuild"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
@@ -49,7 +49,7 @@ HEADLINE = {
         ("MostPop", "MostPop", ["amazon-beauty-cpu"]),
     ],
     "amazon-toys": [
-        ("RimiRec", "RimiRec", ["amazon-toys-cpu-rimirec-pathloss2"]),
+        ("RimiRec", "RimiRec", ["amazon-toys-cpu-rimirec-rebuild"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
         ("MostPop", "MostPop", ["amazon-toys-cpu"]),
     ],
@@ -127,6 +127,9 @@ FOLDERS = [
     "ml-100k-cpu-rimirec-pathloss2",
     "amazon-beauty-cpu-rimirec-pathloss2",
     "amazon-toys-cpu-rimirec-pathloss2",
+    "ml-100k-cpu-rimirec-rebuild",
+    "amazon-beauty-cpu-rimirec-rebuild",
+    "amazon-toys-cpu-rimirec-rebuild",
     "ml-100k-cpu-comirec",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
