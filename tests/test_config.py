@@ -100,3 +100,10 @@ def test_user_values_must_have_their_defaults_type(tiny):
         with pytest.raises(ConfigError, match=message):
             check_config(Config(model, "tiny", config_dict={**tiny, **bad}))
     check_config(Config("RimiRec", "tiny", config_dict={**tiny, "alpha": 2, "show_progress": 0}))  # int for float
+
+
+def test_none_on_the_command_line_turns_a_default_off(tiny):
+    """The docs' `--tree_rebuild=None` (a YAML `~`) switches off RimiRec's default rebuild."""
+    assert Config("RimiRec", "tiny", config_dict=tiny)["tree_rebuild"] == "plateau"
+    config = Config("RimiRec", "tiny", config_dict=tiny, cmd_args=["--tree_rebuild=None"])
+    assert config["tree_rebuild"] is None
