@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.layers import AUTO_EXACT_MAX_ITEMS
 
 
 class LazyAdam(torch.optim.Adam):
@@ -95,9 +96,12 @@ def check_sparse_item_grad(config, model: str) -> None:
         return
     needs = ["global_negatives"] if config["global_loss_weight"] != 0 or model != "RimiRec" else []
     needs += ["tower_negatives"] if model == "RimiRec" else []
-    for key in needs:
+    for key in needs:  # auto passes here (the library's size is not known yet) and is checked again once resolved
         if not config[key]:
-            raise ConfigError(f"sparse_item_grad needs {key} set: a full softmax touches every item")
+            raise ConfigError(
+                f"sparse_item_grad needs {key} set to a number: a full softmax touches every item"
+                f" (auto is the full softmax up to {AUTO_EXACT_MAX_ITEMS:,} items)"
+            )
     if model == "RimiRec" and config["generator_distill_weight"]:
         raise ConfigError("sparse_item_grad cannot be used with generator_distill_weight (it scores every item)")
     if str(config["learner"]).lower() != "adam":

@@ -6,7 +6,8 @@ import torch
 
 from recbole_rimirec.config import Config
 from recbole_rimirec.data.preparation import create_dataset, data_preparation
-from recbole_rimirec.model.layers import sampled_softmax_loss
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.layers import AUTO_EXACT_MAX_ITEMS, AUTO_NEGATIVES, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.quick_start import run
 from recbole_rimirec.retrieval.merge import merge_topk, per_source_topk
 
@@ -133,3 +134,26 @@ def test_ann_evaluation_matches_full_ranking(tiny, backend):
     ann = evaluate_saved(result["checkpoint"], {"retrieval": backend})
     assert ann["result"] == pytest.approx(result["test_result"], abs=2e-3)  # the same lists, up to exact ties
     assert ann["nodes_per_user"] == 4 and ann["library_fraction"] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("key", ["global_negatives", "tower_negatives"])
+def test_auto_negatives_are_exact_up_to_the_threshold_and_sampled_beyond(key):
+    small, large = {key: "auto"}, {key: "auto"}
+    assert resolve_negatives(small, key, AUTO_EXACT_MAX_ITEMS) == 0
+    assert small[key] is None  # written back: the run's config says what it used
+    assert resolve_negatives(large, key, AUTO_EXACT_MAX_ITEMS + 1) == AUTO_NEGATIVES[key]
+    assert large[key] == AUTO_NEGATIVES[key]
+
+
+@pytest.mark.parametrize("value, expected", [(None, 0), (1, 1), (4096, 4096)])
+def test_set_negatives_are_kept_whatever_the_library(value, expected):
+    for n_items in (10, 10_000_000):
+        config = {"global_negatives": value}
+        assert resolve_negatives(config, "global_negatives", n_items) == expected
+        assert config["global_negatives"] == value
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "all"])
+def test_bad_negatives_name_the_key_and_the_choices(value):
+    with pytest.raises(ConfigError, match="global_negatives must be auto, ~ .* not"):
+        resolve_negatives({"global_negatives": value}, "global_negatives", 100)

@@ -146,6 +146,15 @@ def test_sparse_item_grad_names_what_it_needs(tiny):
         run("RimiRec", "tiny", config_dict={**keys, "learner": "sgd"})
 
 
+@pytest.mark.parametrize("model", ["RimiRec", "SASRecAllPos"])
+def test_sparse_item_grad_with_auto_on_a_small_library_names_the_key(tiny, model):
+    from recbole_rimirec.quick_start import run
+
+    keys = {**tiny, "sparse_item_grad": True, "global_negatives": "auto", "tower_negatives": 4, **TREE}
+    with pytest.raises(ConfigError, match="global_negatives set to a number.*auto is the full softmax"):
+        run(model, "tiny", config_dict=keys)
+
+
 def test_the_trainer_builds_lazy_adam_and_the_table_gets_a_sparse_gradient(tiny):
     from tests.test_rimirec import prepare
 

@@ -8,9 +8,13 @@ on the right, as in both RecBole and the reference.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from recbole_rimirec.errors import ConfigError
 
 
 def squash(x: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
@@ -152,6 +156,36 @@ def label_aware_readout(interests: torch.Tensor, target_emb: torch.Tensor) -> to
     """
     best = torch.einsum("bkd,bd->bk", interests, target_emb).argmax(dim=1)  # [B]
     return interests[torch.arange(len(best), device=best.device), best]
+
+
+# ``global_negatives`` / ``tower_negatives: auto``: the exact softmaxes up to this many items, sampled beyond, where a
+# batch's [2048 targets, items] logits pass 0.8 GB (the sampled sizes are the ones the scale benchmark measured)
+AUTO_EXACT_MAX_ITEMS = 100_000
+AUTO_NEGATIVES = {"global_negatives": 4096, "tower_negatives": 256}
+
+
+def resolve_negatives(config, key: str, n_items: int) -> int:
+    """Resolves a sampled loss's size, ``auto`` included, and writes the resolved value back to the config.
+
+    Args:
+        config: the run's Config (or a dict); ``config[key]`` is ``None`` (the exact softmax), a positive
+            integer, or ``'auto'``: exact up to ``AUTO_EXACT_MAX_ITEMS`` items, ``AUTO_NEGATIVES[key]`` beyond.
+        key: ``global_negatives`` or ``tower_negatives``.
+        n_items: size of the item id space (padding included).
+
+    Returns:
+        int: the number of sampled items, 0 for the exact softmax.
+
+    Raises:
+        ConfigError: naming the key when the value is neither ``auto``, ``~`` nor a positive integer.
+    """
+    value = config[key]
+    if value == "auto":
+        value = AUTO_NEGATIVES[key] if n_items > AUTO_EXACT_MAX_ITEMS else None
+        config[key] = value  # what the run used, for the checks that read the key and the saved config
+    if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"{key} must be auto, ~ (the exact softmax) or an integer of at least 1, not {value!r}")
+    return value or 0
 
 
 def sampled_softmax_loss(

@@ -28,7 +28,7 @@ from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError, check_integer
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
-from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
+from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.pathdecoder import PathDecoder
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
@@ -83,8 +83,8 @@ class RimiRec(SequentialRecommender):
             raise ConfigError(f"retrieval_score '{config['retrieval_score']}' is not one of {', '.join(SCORES)}")
         if config["retrieval"] not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
             raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(BACKENDS)}")
-        for key in ("global_negatives", "tower_negatives"):
-            if config[key] is not None:
+        for key in ("global_negatives", "tower_negatives"):  # auto is resolved by the library's size in __init__
+            if config[key] not in (None, "auto"):
                 check_integer(key, config[key], 1)
         beta = config["global_score_weight"]
         if config["retrieval_score"] == "mixed" and (not isinstance(beta, (int, float)) or beta < 0):
@@ -148,8 +148,9 @@ class RimiRec(SequentialRecommender):
         self.global_weight = config["global_loss_weight"]
         self.distill_weight = config["generator_distill_weight"] or 0.0
         self.generator_detach = bool(config["generator_detach"])
-        self.global_negatives = config["global_negatives"] or 0
-        self.tower_negatives = config["tower_negatives"] or 0
+        self.global_negatives = resolve_negatives(config, "global_negatives", self.n_items)
+        self.tower_negatives = resolve_negatives(config, "tower_negatives", self.n_items)
+        check_sparse_item_grad(config, "RimiRec")  # again, now that auto is resolved
         if self.global_negatives:
             self.register_buffer("sample_prob", popularity_distribution(dataset, self.n_items), persistent=False)
         self.alpha = config["alpha"]

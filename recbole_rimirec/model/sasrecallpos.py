@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
-from recbole_rimirec.errors import ConfigError, check_integer
-from recbole_rimirec.model.layers import popularity_distribution, sampled_softmax_loss
+from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.optim import check_sparse_item_grad
 
@@ -37,9 +37,8 @@ class SASRecAllPos(SASRec):
         if self.loss_type != "CE":
             raise ConfigError(f"SASRecAllPos needs loss_type: CE, not {self.loss_type}")
         self.TARGETS = self.ITEM_ID + "_targets"
-        self.negatives = config["global_negatives"] or 0
+        self.negatives = resolve_negatives(config, "global_negatives", self.n_items)
         if self.negatives:
-            check_integer("global_negatives", self.negatives, 1)
             self.register_buffer("sample_prob", popularity_distribution(dataset, self.n_items), persistent=False)
         check_sparse_item_grad(config, "SASRecAllPos")
         self.sparse = bool(config["sparse_item_grad"])
