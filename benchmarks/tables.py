@@ -391,9 +391,11 @@ def comparisons() -> str:
         model, dataset = data["model_dataset"]
         boot = data["bootstrap"]
         b_model = data.get("model_b", model)
+        paired = data["per_seed"]  # the means over the paired seeds: a side may hold seeds the other lacks
+        b_mean, a_mean = (sum(row[f"{side}_test"] for row in paired) / len(paired) for side in "ba")
         lines.append(
             f"- `{path.name}`: {dataset}, B ({b_model}) minus A ({model}), test NDCG@10 "
-            f"{data['b']['test_ndcg@10']:.4f} against {data['a']['test_ndcg@10']:.4f}, paired over seeds "
+            f"{b_mean:.4f} against {a_mean:.4f}, paired over seeds "
             f"{', '.join(map(str, data['paired_seeds']))}: {boot['mean']:+.4f} "
             f"(95% interval {boot['low']:+.4f} to {boot['high']:+.4f})"
         )

@@ -10,6 +10,7 @@ from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.layers import AUTO_EXACT_MAX_ITEMS, AUTO_NEGATIVES, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.quick_start import run
 from recbole_rimirec.retrieval.merge import merge_topk, per_source_topk
+from tests.test_rimirec import TREE
 
 MODELS = ["MIND", "ComiRecDR", "ComiRecSA"]
 
@@ -154,6 +155,8 @@ def test_set_negatives_are_kept_whatever_the_library(value, expected):
 
 
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "all"])
-def test_bad_negatives_name_the_key_and_the_choices(value):
+def test_bad_negatives_name_the_key_and_the_choices(value, tiny):
     with pytest.raises(ConfigError, match="global_negatives must be auto, ~ .* not"):
         resolve_negatives({"global_negatives": value}, "global_negatives", 100)
+    with pytest.raises(ConfigError, match="tower_negatives must be auto, ~ .* not"):  # RimiRec's check before the data
+        run("RimiRec", "tiny", config_dict={**tiny, **TREE, "tower_negatives": value})

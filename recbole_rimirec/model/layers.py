@@ -179,13 +179,31 @@ def resolve_negatives(config, key: str, n_items: int) -> int:
     Raises:
         ConfigError: naming the key when the value is neither ``auto``, ``~`` nor a positive integer.
     """
-    value = config[key]
+    value = check_negatives(key, config[key])
     if value == "auto":
         value = AUTO_NEGATIVES[key] if n_items > AUTO_EXACT_MAX_ITEMS else None
         config[key] = value  # what the run used, for the checks that read the key and the saved config
-    if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
-        raise ConfigError(f"{key} must be auto, ~ (the exact softmax) or an integer of at least 1, not {value!r}")
     return value or 0
+
+
+def check_negatives(key: str, value):
+    """Checks a sampled loss's size before the library's size is known.
+
+    Args:
+        key: ``global_negatives`` or ``tower_negatives``.
+        value: the user's value.
+
+    Returns:
+        the value, unchanged.
+
+    Raises:
+        ConfigError: naming the key when the value is neither ``auto``, ``~`` nor a positive integer.
+    """
+    if value not in (None, "auto") and (
+        not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1
+    ):
+        raise ConfigError(f"{key} must be auto, ~ (the exact softmax) or an integer of at least 1, not {value!r}")
+    return value
 
 
 def sampled_softmax_loss(

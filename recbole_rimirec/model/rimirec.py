@@ -28,7 +28,12 @@ from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError, check_integer
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
-from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
+from recbole_rimirec.model.layers import (
+    check_negatives,
+    popularity_distribution,
+    resolve_negatives,
+    sampled_softmax_loss,
+)
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.pathdecoder import PathDecoder
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
@@ -84,8 +89,7 @@ class RimiRec(SequentialRecommender):
         if config["retrieval"] not in BACKENDS:  # RimiRec always retrieves: 'full' is not offered
             raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(BACKENDS)}")
         for key in ("global_negatives", "tower_negatives"):  # auto is resolved by the library's size in __init__
-            if config[key] not in (None, "auto"):
-                check_integer(key, config[key], 1)
+            check_negatives(key, config[key])
         beta = config["global_score_weight"]
         if config["retrieval_score"] == "mixed" and (not isinstance(beta, (int, float)) or beta < 0):
             raise ConfigError(f"global_score_weight must be a number >= 0, not {beta}")
