@@ -104,6 +104,18 @@ def check_sparse_item_grad(config, model: str) -> None:
             )
     if model == "RimiRec" and config["generator_distill_weight"]:
         raise ConfigError("sparse_item_grad cannot be used with generator_distill_weight (it scores every item)")
+    check_lazy_adam(config)
+
+
+def check_lazy_adam(config) -> None:
+    """Checks the optimizer keys that :class:`LazyAdam` (used with ``sparse_item_grad``) needs.
+
+    Args:
+        config: the run's Config.
+
+    Raises:
+        ConfigError: naming the key that prevents it.
+    """
     if str(config["learner"]).lower() != "adam":
         raise ConfigError(f"sparse_item_grad needs learner: adam, not {config['learner']}")
     if config["clip_grad_norm"]:

@@ -146,6 +146,31 @@ def test_sparse_item_grad_names_what_it_needs(tiny):
         run("RimiRec", "tiny", config_dict={**keys, "learner": "sgd"})
 
 
+@pytest.mark.parametrize("model", ["ComiRecSA", "ComiRecDR", "MIND"])
+def test_sparse_item_grad_for_the_multi_interest_baselines(tiny, model):
+    from tests.test_rimirec import prepare
+
+    config, _, net, train, _, _ = prepare({**tiny, "sparse_item_grad": True}, model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    assert isinstance(trainer.optimizer, LazyAdam)
+    batch = next(iter(train))
+    net.calculate_loss(batch).backward()
+    grad = net.item_embedding.weight.grad
+    assert grad.is_sparse
+    touched = set(grad.coalesce().indices()[0].tolist())
+    assert set(batch[net.POS_ITEM_ID].tolist()) <= touched  # the targets' rows at least
+    trainer.optimizer.step()
+
+
+def test_sparse_item_grad_for_the_multi_interest_baselines_names_the_loss(tiny):
+    from recbole_rimirec.quick_start import run
+
+    with pytest.raises(ConfigError, match="sparse_item_grad needs loss_type: SSM"):
+        run("ComiRecSA", "tiny", config_dict={**tiny, "sparse_item_grad": True, "loss_type": "CE"})
+    with pytest.raises(ConfigError, match="learner: adam"):
+        run("MIND", "tiny", config_dict={**tiny, "sparse_item_grad": True, "learner": "sgd"})
+
+
 @pytest.mark.parametrize("model", ["RimiRec", "SASRecAllPos"])
 def test_sparse_item_grad_with_auto_on_a_small_library_names_the_key(tiny, model):
     from recbole_rimirec.quick_start import run

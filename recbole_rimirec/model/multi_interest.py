@@ -16,6 +16,7 @@ from recbole.utils import InputType
 
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.layers import CapsuleRouting, item_counts, label_aware_readout, sampled_softmax_loss
+from recbole_rimirec.optim import check_lazy_adam
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.trainer import RetrievalTrainer
@@ -30,7 +31,8 @@ class MultiInterestRecommender(SequentialRecommender):
 
     Config keys: ``embedding_size`` (d), ``interest_num`` (K), ``loss_type`` (``SSM`` sampled
     softmax | ``CE`` full softmax), ``neg_sampler`` (``popularity`` | ``uniform``),
-    ``neg_sample_factor`` (negatives = factor x batch size).
+    ``neg_sample_factor`` (negatives = factor x batch size), ``sparse_item_grad`` (the item table
+    gets sparse gradients and a lazy Adam; needs ``loss_type: SSM``; for libraries of a million items).
 
     Args:
         config: the run's Config.
@@ -60,6 +62,10 @@ class MultiInterestRecommender(SequentialRecommender):
             raise ConfigError(f"neg_sampler '{config['neg_sampler']}' is not one of {', '.join(SAMPLERS)}")
         if (config["retrieval"] or "full") not in RETRIEVALS:
             raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(RETRIEVALS)}")
+        if config["sparse_item_grad"]:
+            if config["loss_type"] != "SSM":
+                raise ConfigError("sparse_item_grad needs loss_type: SSM: a full softmax (CE) touches every item")
+            check_lazy_adam(config)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -71,7 +77,8 @@ class MultiInterestRecommender(SequentialRecommender):
         self.neg_sample_factor = config["neg_sample_factor"]
         self.retrieval = config["retrieval"] or "full"
         self.index: NodeIndex | None = None
-        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+        self.sparse = bool(config["sparse_item_grad"])  # item lookups give sparse gradients (optim.LazyAdam)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0, sparse=self.sparse)
         nn.init.xavier_uniform_(self.item_embedding.weight)  # TF's default (glorot) as in the reference
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
@@ -125,7 +132,9 @@ class MultiInterestRecommender(SequentialRecommender):
         if self.loss_type == "CE":
             return F.cross_entropy(user @ self.item_embedding.weight.T, target)
         num_samples = max(1, int(self.neg_sample_factor * len(target)))
-        return sampled_softmax_loss(user, target, self.item_embedding.weight, self.sample_prob, num_samples)
+        return sampled_softmax_loss(
+            user, target, self.item_embedding.weight, self.sample_prob, num_samples, sparse=self.sparse
+        )
 
     def predict(self, interaction):
         interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
