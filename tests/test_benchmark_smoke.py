@@ -455,3 +455,29 @@ def test_a_forked_checkpoint_resumes_into_its_own_files(tiny):
     run("SASRecAllPos", "tiny", config_dict={**settings, "epochs": 3, "resume_from": copy})
     assert {path: Path(path).read_bytes() for path in (last, best)} == before
     assert Path(copy).read_bytes() != Path(last).read_bytes()  # the branch went on in its own files
+
+
+def test_popularity_split_by_hand():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from popularity_split import popularity_bins, split_by_popularity
+
+    popularity = np.array([1, 2, 3, 10, 20, 30])
+    which, edges = popularity_bins(popularity, 2)
+    assert which.tolist() == [0, 0, 0, 1, 1, 1] and len(edges) == 1
+    # two seeds; A finds the popular targets, B the rare ones (rank 0: NDCG 1; rank 60: past Recall@50)
+    a = [np.array([-1, -1, 60, 0, 0, 0]), np.array([-1, -1, -1, 0, 0, 49])]
+    b = [np.array([0, 0, 0, -1, -1, -1]), np.array([0, 0, -1, -1, -1, -1])]
+    low, high = split_by_popularity(a, b, popularity, bins=2)
+    assert (low["users"], low["popularity"]) == (3, [1, 3])
+    assert low["a_recall@50"] == 0.0 and np.isclose(low["b_recall@50"], (1 + 2 / 3) / 2)
+    assert high["a_recall@50"] == 1.0 and high["b_recall@50"] == 0.0
+    assert np.isclose(high["a_ndcg@10"], (1 + 2 / 3) / 2)  # rank 49 is in the top 50, not the top 10
+    assert np.isclose(high["b_minus_a_recall@50"], -1.0)
+
+
+def test_popularity_split_names_a_missing_run(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import popularity_split
+
+    missing = str(tmp_path / "none.json")
+    assert popularity_split.main(["--dataset", "d", "--a", missing, "--b", missing]) == 2
