@@ -131,6 +131,7 @@ FOLDERS = [
     "amazon-beauty-cpu-rimirec-rebuild",
     "amazon-toys-cpu-rimirec-rebuild",
     "ml-100k-cpu-comirec",
+    "ml-100k-cpu-comirec-rebuild",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
 ]
