@@ -475,9 +475,10 @@ def test_popularity_split_by_hand():
     assert np.isclose(high["b_minus_a_recall@50"], -1.0)
 
 
-def test_popularity_split_names_a_missing_run(tmp_path):
+def test_popularity_split_names_a_missing_run(tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import popularity_split
 
     missing = str(tmp_path / "none.json")
     assert popularity_split.main(["--dataset", "d", "--a", missing, "--b", missing]) == 2
+    assert "none.json: no such run file" in capsys.readouterr().err
