@@ -338,3 +338,21 @@ def test_sasrecallpos_sampled_softmax_trains(tiny):
 
     result = run("SASRecAllPos", "tiny", config_dict={**tiny, "global_negatives": 32})
     assert result["test_result"]["hit@50"] > 0
+
+
+@pytest.mark.parametrize("backend", ["faiss", "exact"])
+def test_sasrecallpos_search_scores_as_its_full_ranking(tiny, backend):
+    from recbole_rimirec.quick_start import evaluate_saved, run
+
+    result = run("SASRecAllPos", "tiny", config_dict={**tiny, "epochs": 2})
+    searched = evaluate_saved(result["checkpoint"], {"retrieval": backend, "eval_from_lists": True})
+    assert searched["result"] == pytest.approx(result["test_result"], abs=2e-3)  # the same lists, up to exact ties
+    assert searched["nodes_per_user"] == 1 and searched["library_fraction"] == pytest.approx(1.0)
+
+
+def test_sasrecallpos_bad_retrieval_is_a_one_line_error(tiny):
+    from recbole_rimirec.errors import ConfigError
+    from recbole_rimirec.quick_start import run
+
+    with pytest.raises(ConfigError, match="retrieval 'ann' is not one of full, auto, faiss, exact"):
+        run("SASRecAllPos", "tiny", config_dict={**tiny, "retrieval": "ann"})

@@ -12,9 +12,13 @@ from recbole_rimirec.retrieval.merge import dense_scores, group_by_user, merge_t
 from recbole_rimirec.tree.itemtree import build_tree
 
 
-@pytest.mark.parametrize("blas_work", [0, 200, 1 << 40])  # every node by BLAS, a mix, every node by the IVF scan
-def test_faiss_and_exact_give_the_same_top_n(blas_work, monkeypatch):
+@pytest.mark.parametrize(
+    "blas_work, blas_block",  # every node by BLAS (in one block, or in blocks of 64 scores), a mix, every node by IVF
+    [(0, 1 << 24), (0, 64), (200, 1 << 24), (1 << 40, 1 << 24)],
+)
+def test_faiss_and_exact_give_the_same_top_n(blas_work, blas_block, monkeypatch):
     monkeypatch.setattr(index_module, "BLAS_WORK", blas_work)
+    monkeypatch.setattr(index_module, "BLAS_BLOCK", blas_block)
     rng = np.random.default_rng(0)
     n_items, d = 500, 16
     tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 6, 30, 3, seed=0)
@@ -34,6 +38,26 @@ def test_faiss_and_exact_give_the_same_top_n(blas_work, monkeypatch):
     assert inside[found].all()  # every result lies in its node's sub-library
     short = (hi - lo) < 20
     assert (~found[short]).any() and torch.isinf(fs[~found]).all()  # small nodes: -1 / -inf, never Faiss's -3.4e38
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 9),
+    n=st.integers(1, 60),
+    k=st.integers(1, 12),
+    block=st.integers(1, 200),
+    seed=st.integers(0, 10_000),
+)
+def test_blocked_top_k_is_the_full_top_k(m, n, k, block, seed):
+    gen = torch.Generator().manual_seed(seed)
+    queries, vectors = torch.randn(m, 5, generator=gen), torch.randn(n, 5, generator=gen)
+    values, indices = index_module.blocked_topk(queries, vectors, k, block=block)
+    full = (queries @ vectors.T).topk(min(k, n), dim=1)
+    assert values.shape == indices.shape == (m, min(k, n))
+    assert torch.allclose(values, full.values, atol=1e-5)  # best first, the same scores
+    scored = (queries[:, None, :] * vectors[indices]).sum(-1)  # each index's own score
+    assert torch.allclose(scored, values, atol=1e-5)
+    assert all(len(set(row.tolist())) == row.numel() for row in indices)  # no item twice
 
 
 def test_log_sum_exp_is_exact_over_the_node_or_the_top_k():

@@ -16,17 +16,15 @@ from recbole.utils import InputType
 
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.layers import CapsuleRouting, item_counts, label_aware_readout, sampled_softmax_loss
+from recbole_rimirec.model.library_search import LibrarySearch, check_retrieval
 from recbole_rimirec.optim import check_lazy_adam
-from recbole_rimirec.retrieval.index import NodeIndex
-from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.trainer import RetrievalTrainer
 
 LOSSES = ("SSM", "CE")
 SAMPLERS = ("popularity", "uniform")
-RETRIEVALS = ("full", "auto", "faiss", "exact")
 
 
-class MultiInterestRecommender(SequentialRecommender):
+class MultiInterestRecommender(LibrarySearch, SequentialRecommender):
     """Base of the multi-interest models.
 
     Config keys: ``embedding_size`` (d), ``interest_num`` (K), ``loss_type`` (``SSM`` sampled
@@ -60,8 +58,7 @@ class MultiInterestRecommender(SequentialRecommender):
             )
         if config["neg_sampler"] not in SAMPLERS:
             raise ConfigError(f"neg_sampler '{config['neg_sampler']}' is not one of {', '.join(SAMPLERS)}")
-        if (config["retrieval"] or "full") not in RETRIEVALS:
-            raise ConfigError(f"retrieval '{config['retrieval']}' is not one of {', '.join(RETRIEVALS)}")
+        check_retrieval(config)
         if config["sparse_item_grad"]:
             if config["loss_type"] != "SSM":
                 raise ConfigError("sparse_item_grad needs loss_type: SSM: a full softmax (CE) touches every item")
@@ -76,7 +73,6 @@ class MultiInterestRecommender(SequentialRecommender):
         sampler = config["neg_sampler"]
         self.neg_sample_factor = config["neg_sample_factor"]
         self.retrieval = config["retrieval"] or "full"
-        self.index: NodeIndex | None = None
         self.sparse = bool(config["sparse_item_grad"])  # item lookups give sparse gradients (optim.LazyAdam)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0, sparse=self.sparse)
         nn.init.xavier_uniform_(self.item_embedding.weight)  # TF's default (glorot) as in the reference
@@ -145,35 +141,16 @@ class MultiInterestRecommender(SequentialRecommender):
         interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return (interests @ self.item_embedding.weight.T).max(dim=1).values  # [B, n_items]
 
-    def build_index(self) -> NodeIndex:
-        """One index over the whole library (a single node), rebuilt before every evaluation."""
-        n = self.n_items
-        perm = torch.arange(1, n)
-        lo, hi = torch.tensor([0]), torch.tensor([n - 1])
-        self.index = NodeIndex(self.item_embedding.weight, perm, lo, hi, self.retrieval)
-        return self.index
-
-    @torch.no_grad()
-    def retrieve(self, interaction, k: int):
-        """The reference's serving rule: top-k per interest by ANN search, merged by score.
+    def query_vectors(self, interaction) -> torch.Tensor:
+        """The K interests searched by :meth:`LibrarySearch.retrieve` (the reference's serving rule).
 
         Args:
             interaction: a batch with the history fields.
-            k: merged list length.
 
         Returns:
-            (scores, ids, nodes, items): [B, k] merged list; [B] searches per user (K) and items
-            scored (the whole library for each interest).
+            torch.Tensor: [B, K, d].
         """
-        if self.index is None:
-            self.build_index()
-        interests = self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, K, d]
-        B, K, d = interests.shape
-        user = torch.arange(B, device=interests.device).repeat_interleave(K)  # [B * K]
-        s, ids = self.index.search(interests.reshape(B * K, d), torch.zeros_like(user), k)
-        merged_s, merged_i = merge_topk(*group_by_user(user, s, ids, B), k)
-        searched = torch.full((B,), K, device=interests.device)
-        return merged_s, merged_i, searched, searched * (self.n_items - 1)
+        return self.interests(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
 
 
 class CapsuleRecommender(MultiInterestRecommender):

@@ -5,7 +5,10 @@ The architecture, parameters and defaults are RecBole's ``SASRec``; only the tra
 RecBole feeds one row per prefix and uses the encoder's last position; under
 ``train_mode: all_positions`` this model reads one row per user window and takes the
 cross-entropy at every position, which (causal attention, dropout off) is the mean of the
-per-prefix losses for the same weights, at a fraction of the cost. Evaluation is RecBole's.
+per-prefix losses for the same weights, at a fraction of the cost. Evaluation is RecBole's full
+ranking, or with ``retrieval`` other than ``full`` a top-k search over the library
+(:mod:`~recbole_rimirec.model.library_search`): the same ranking, and with ``eval_from_lists`` no
+dense [users x items] matrix, for libraries of a million items.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError
 from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
+from recbole_rimirec.model.library_search import LibrarySearch, check_retrieval
 from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.optim import check_sparse_item_grad
+from recbole_rimirec.trainer import RetrievalTrainer
 
 
-class SASRecAllPos(SASRec):
+class SASRecAllPos(LibrarySearch, SASRec):
     """RecBole's SASRec with an all-positions training path.
 
     Args:
@@ -31,11 +36,26 @@ class SASRecAllPos(SASRec):
 
     train_modes = ("all_positions", "prefixes", "random_cut")
     trims_padding = True  # outputs at real positions ignore trailing padding (see trainer._trimmed)
+    trainer_class = RetrievalTrainer  # RecBole's full ranking unless ``retrieval`` asks for search
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Checks the loss and retrieval keys; the runner calls it before reading the data.
+
+        Args:
+            config: the run's Config.
+
+        Raises:
+            ConfigError: naming the key and its value.
+        """
+        if config["loss_type"] != "CE":
+            raise ConfigError(f"SASRecAllPos needs loss_type: CE, not {config['loss_type']}")
+        check_retrieval(config)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if self.loss_type != "CE":
-            raise ConfigError(f"SASRecAllPos needs loss_type: CE, not {self.loss_type}")
+        self.check_config(config)
+        self.retrieval = config["retrieval"] or "full"
         self.TARGETS = self.ITEM_ID + "_targets"
         self.negatives = resolve_negatives(config, "global_negatives", self.n_items)
         if self.negatives:
@@ -67,6 +87,17 @@ class SASRecAllPos(SASRec):
 
     def forward(self, item_seq, item_seq_len):
         return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
+
+    def query_vectors(self, interaction) -> torch.Tensor:
+        """The user's one vector, searched by :meth:`LibrarySearch.retrieve`.
+
+        Args:
+            interaction: a batch with the history fields.
+
+        Returns:
+            torch.Tensor: [B, 1, H], the encoder's output at the last item.
+        """
+        return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]).unsqueeze(1)
 
     def calculate_loss(self, interaction):
         """Full softmax at every position that has a target; on prefix rows, RecBole's SASRec loss.

@@ -8,7 +8,8 @@ with one inverted list per segment, filled with precomputed assignments, and ans
 lists: an exact scan of the node's items, parallel in C++, with no Python loop over nodes.
 Nodes with many queries over many items (``m * size >= BLAS_WORK``) are scored instead by one
 matrix product over the node's lists, read in place from the index (a scan is slower than BLAS
-there); both give the exact top-k of the same items. The exact backend scores the same
+there, in column blocks of at most ``BLAS_BLOCK`` scores, so a million-item node never holds a
+[queries x items] matrix); both give the exact top-k of the same items. The exact backend scores the same
 ranges with torch matmul on the vectors' own device: the GPU path, with no trip to the host
 (``auto`` picks it for vectors on a GPU, Faiss otherwise).
 """
@@ -38,6 +39,38 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 BLAS_WORK = 1 << 15  # (queries x items) of one node above which a matrix product beats the IVF scan
+BLAS_BLOCK = 1 << 24  # the most scores (queries x items, 64 MB of float32) one block of that product holds
+
+
+def blocked_topk(queries: torch.Tensor, vectors: torch.Tensor, k: int, block: int = BLAS_BLOCK):
+    """Exact top-k inner products, scored in column blocks with a running top-k.
+
+    The same result as ``(queries @ vectors.T).topk(k)`` (up to the order of exact ties), in
+    memory bounded by ``block`` scores plus [m, 2k] instead of [m, n].
+
+    Args:
+        queries: [m, d] query vectors.
+        vectors: [n, d] the vectors searched.
+        k: results per query.
+        block: the most scores one block holds; each block covers at least k columns.
+
+    Returns:
+        (values, indices): [m, min(k, n)] best first; indices are rows of ``vectors``.
+    """
+    m, n = queries.shape[0], vectors.shape[0]
+    k = min(k, n)
+    step = max(k, block // max(m, 1), 1)
+    best_v, best_i = None, None
+    for start in range(0, n, step):
+        s = queries @ vectors[start : start + step].T  # [m, <= step]
+        v, i = s.topk(min(k, s.shape[1]), dim=1)
+        i = i + start
+        if best_v is not None:  # merge with the best so far: [m, 2k] -> [m, k]
+            v, i = torch.cat([best_v, v], dim=1), torch.cat([best_i, i], dim=1)
+            v, pos = v.topk(k, dim=1)
+            i = i.gather(1, pos)
+        best_v, best_i = v, i
+    return best_v, best_i
 
 
 def import_faiss():
@@ -203,10 +236,9 @@ class NodeIndex:
             first, last = self.first_list[uniq[u]], self.last_list[uniq[u]]
             vec = self._codes[first] if last - first == 1 else np.concatenate(self._codes[first:last])
             item = self._ids[first] if last - first == 1 else np.concatenate(self._ids[first:last])
-            s = torch.from_numpy(x[rows]) @ torch.from_numpy(vec).T  # [m, size]
-            top = s.topk(min(k, len(item)), dim=1)
-            dist[rows, : top.values.shape[1]] = top.values.numpy()
-            label[rows, : top.values.shape[1]] = item[top.indices.numpy()]
+            values, indices = blocked_topk(torch.from_numpy(x[rows]), torch.from_numpy(vec), k)  # [m, <= k]
+            dist[rows, : values.shape[1]] = values.numpy()
+            label[rows, : values.shape[1]] = item[indices.numpy()]
         rows = np.flatnonzero(~dense[inverse])
         if len(rows):
             node = nodes[rows]
