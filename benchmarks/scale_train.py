@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MODELS = {  # the settings that scale, per model
     "RimiRec": {"global_negatives": 4096, "tower_negatives": 256, "select_budget": 0.01, "eval_from_lists": True},
-    "SASRecAllPos": {"global_negatives": 4096},
+    "SASRecAllPos": {"global_negatives": 4096, "retrieval": "faiss", "eval_from_lists": True},
     "ComiRecSA": {"loss_type": "SSM", "retrieval": "faiss", "eval_from_lists": True},
 }
 
@@ -145,8 +145,11 @@ def append_row(path: str, row: dict) -> None:
 
 
 def curve_label(row: dict) -> str:
-    """A row's curve: its model, interactions, any setting beyond the model's scale settings, allocator and note."""
-    extra = {k: v for k, v in row.get("settings", {}).items() if MODELS.get(row["model"], {}).get(k, object()) != v}
+    """A row's curve: its model, interactions, any setting beyond or missing from the model's scale settings,
+    allocator and note (rows made before a scale setting existed keep their own curve)."""
+    settings = row.get("settings", {})
+    extra = {k: v for k, v in settings.items() if MODELS.get(row["model"], {}).get(k, object()) != v}
+    extra.update({k: "default" for k in MODELS.get(row["model"], {}) if k not in settings})
     label = f"{row['model']}, {row['n_interactions'] / 1e6:.0f}M interactions"
     label += "".join(f", {k}={v}" for k, v in sorted(extra.items()))
     if row.get("threads", 1) != 1:

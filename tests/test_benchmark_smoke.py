@@ -330,6 +330,8 @@ def test_scale_plot_draws_one_curve_per_setting(tmp_path):
     rows.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert curve_label(lines[0]) == "RimiRec, 10M interactions"
     assert curve_label(lines[1]) == "RimiRec, 10M interactions, all_positions_stride=None"
+    older = {**base, "model": "SASRecAllPos", "n_items": 10, "settings": {"global_negatives": 4096}}
+    assert curve_label(older) == "SASRecAllPos, 10M interactions, eval_from_lists=default, retrieval=default"
     noted = {**lines[0], "allocator": "libtcmalloc_minimal.so.4", "note": "beside one other run"}
     assert curve_label(noted) == "RimiRec, 10M interactions, tcmalloc_minimal [beside one other run]"
     assert (
