@@ -27,6 +27,7 @@ from recbole.model.layers import TransformerEncoder
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError, check_integer
+from recbole_rimirec.model.encoder import encode_at, fuse_gelu
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.layers import (
     check_negatives,
@@ -133,6 +134,7 @@ class RimiRec(SequentialRecommender):
             hidden_act=config["hidden_act"],
             layer_norm_eps=config["layer_norm_eps"],
         )
+        fuse_gelu(self.trm_encoder)  # torch's fused GELU, the same function
         self.LayerNorm = nn.LayerNorm(H, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
         self.apply(self._init_weights)  # the encoder; generator and tower initialise themselves
@@ -286,6 +288,16 @@ class RimiRec(SequentialRecommender):
         Returns:
             torch.Tensor: [B, L, H].
         """
+        return self.trm_encoder(*self.encoder_input(item_seq, positions, segments), output_all_encoded_layers=True)[-1]
+
+    def encoder_input(
+        self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input states and attention mask (arguments as :meth:`encode_all`).
+
+        Returns:
+            (x, mask): [B, L, H] and RecBole's additive mask [B, 1, L, L].
+        """
         if positions is None:
             positions = torch.arange(item_seq.size(1), device=item_seq.device)[None]  # [1, L]
         x = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
@@ -293,10 +305,11 @@ class RimiRec(SequentialRecommender):
             x = x + self.code_embedding(self.tree.codes[item_seq]).sum(2)  # history codes: [B, L, D, H] -> [B, L, H]
         x = self.dropout(self.LayerNorm(x))
         mask = self.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
-        return self.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
+        return x, mask
 
     def forward(self, item_seq, item_seq_len):
-        return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
+        """[B, H] the state after each user's last item (the last layer computed there only)."""
+        return encode_at(self.trm_encoder, *self.encoder_input(item_seq), item_seq_len - 1)
 
     # ----- training -----
     def calculate_loss(self, interaction):

@@ -19,6 +19,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError
+from recbole_rimirec.model.encoder import encode_at, fuse_gelu
 from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.model.library_search import LibrarySearch, check_retrieval
 from recbole_rimirec.model.packing import packed_attention_mask
@@ -63,6 +64,7 @@ class SASRecAllPos(LibrarySearch, SASRec):
         check_sparse_item_grad(config, "SASRecAllPos")
         self.sparse = bool(config["sparse_item_grad"])
         self.item_embedding.sparse = self.sparse  # lookups give sparse gradients (optim.LazyAdam)
+        fuse_gelu(self.trm_encoder)  # torch's fused GELU, the same function
 
     def encode_all(
         self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
@@ -78,15 +80,26 @@ class SASRecAllPos(LibrarySearch, SASRec):
         Returns:
             torch.Tensor: [B, L, H] the hidden state after each position.
         """
+        return self.trm_encoder(*self.encoder_input(item_seq, positions, segments), output_all_encoded_layers=True)[-1]
+
+    def encoder_input(
+        self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input states and attention mask (arguments as :meth:`encode_all`).
+
+        Returns:
+            (hidden, mask): [B, L, H] and RecBole's additive mask [B, 1, L, L].
+        """
         if positions is None:
             positions = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)[None]  # [1, L]
         hidden = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
         hidden = self.dropout(self.LayerNorm(hidden))
         mask = self.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
-        return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]
+        return hidden, mask
 
     def forward(self, item_seq, item_seq_len):
-        return self.gather_indexes(self.encode_all(item_seq), item_seq_len - 1)
+        """[B, H] the state after each user's last item (the last layer computed there only)."""
+        return encode_at(self.trm_encoder, *self.encoder_input(item_seq), item_seq_len - 1)
 
     def query_vectors(self, interaction) -> torch.Tensor:
         """The user's one vector, searched by :meth:`LibrarySearch.retrieve`.
