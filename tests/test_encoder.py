@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from recbole.model.layers import TransformerEncoder
 
-from recbole_rimirec.model.encoder import encode_at, fuse_gelu
+from recbole_rimirec.model.encoder import FastDropout, encode_at, fast_dropout, fuse_gelu
 from tests.test_rimirec import TREE, prepare
 
 
@@ -59,3 +59,37 @@ def test_models_score_with_the_state_the_full_encoder_gives(tiny, model):
     with torch.no_grad():
         full = net.gather_indexes(net.encode_all(seq), lengths - 1)
         assert torch.allclose(net.forward(seq, lengths), full, atol=1e-5)
+
+
+def test_fast_dropout_keeps_each_unit_with_probability_one_minus_p_and_rescales():
+    torch.manual_seed(0)
+    drop = FastDropout(0.3)
+    x = torch.ones(200_000)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert abs(y.mean().item() - 1.0) < 0.01  # unbiased, as torch's
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(FastDropout(1.0)(x), torch.zeros_like(x)) and torch.equal(FastDropout(0.0)(x), x)
+
+
+def test_fast_dropout_swaps_every_dropout_and_keeps_gradients():
+    enc = encoder().train()
+    keys = list(enc.state_dict())
+    assert fast_dropout(enc) == 2 * 3 and fast_dropout(enc) == 0  # three per layer; none left after
+    assert all(type(m) is not torch.nn.Dropout for m in enc.modules())
+    assert list(enc.state_dict()) == keys
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    enc(x, causal_mask(torch.tensor([5, 3]), 5))[-1].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("model", ["SASRecAllPos", "RimiRec"])
+def test_models_train_with_the_faster_encoder_parts(tiny, model):
+    _, _, net, _, _, _ = prepare({**tiny, **TREE}, model)
+    ffs = [m for m in net.trm_encoder.modules() if hasattr(m, "intermediate_act_fn")]
+    assert ffs and all(m.intermediate_act_fn is torch.nn.functional.gelu for m in ffs)
+    assert not any(type(m) is torch.nn.Dropout for m in net.trm_encoder.modules())
+    assert isinstance(net.dropout, FastDropout)

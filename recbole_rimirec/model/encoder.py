@@ -7,16 +7,53 @@ things in it cost time without changing what it computes:
   backward; :func:`fuse_gelu` swaps in torch's fused ``F.gelu`` (the same erf formula);
 - scoring reads one position per user (the last item), but the encoder computes every position of
   the last layer; :func:`encode_at` computes the layers below in full and the last layer at the read
-  position only (its keys and values still come from every position).
+  position only (its keys and values still come from every position);
+- on a CPU, torch's dropout draws its mask with ``bernoulli_``, about 2.5x slower than comparing
+  uniform numbers with p (a quarter of an ml-100k training step went to the attention's dropout);
+  :func:`fast_dropout` swaps in :class:`FastDropout`, the same distribution drawn that way.
 
-Neither touches the parameters, so checkpoints are unchanged.
+None of them touches the parameters, so checkpoints are unchanged.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.layers import FeedForward, TransformerEncoder
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU mask is drawn as ``uniform >= p``: each unit kept with probability
+    1 - p and scaled by 1 / (1 - p), as torch's; on a GPU, torch's own fused dropout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.is_cuda:
+            return F.dropout(x, self.p, self.training, self.inplace)
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype)
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
+def fast_dropout(model: nn.Module) -> int:
+    """Replaces every ``nn.Dropout`` inside a module by a :class:`FastDropout` of the same p.
+
+    Args:
+        model: any module (a model, or RecBole's ``TransformerEncoder``).
+
+    Returns:
+        int: how many were replaced.
+    """
+    found = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Dropout
+    ]
+    for parent, name, child in found:
+        setattr(parent, name, FastDropout(child.p, child.inplace))
+    return len(found)
 
 
 def fuse_gelu(encoder: TransformerEncoder) -> int:

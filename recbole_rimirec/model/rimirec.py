@@ -27,7 +27,7 @@ from recbole.model.layers import TransformerEncoder
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError, check_integer
-from recbole_rimirec.model.encoder import encode_at, fuse_gelu
+from recbole_rimirec.model.encoder import FastDropout, encode_at, fast_dropout, fuse_gelu
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.layers import (
     check_negatives,
@@ -135,8 +135,9 @@ class RimiRec(SequentialRecommender):
             layer_norm_eps=config["layer_norm_eps"],
         )
         fuse_gelu(self.trm_encoder)  # torch's fused GELU, the same function
+        fast_dropout(self.trm_encoder)  # the same dropout, its CPU mask drawn faster
         self.LayerNorm = nn.LayerNorm(H, eps=config["layer_norm_eps"])
-        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.dropout = FastDropout(config["hidden_dropout_prob"])
         self.apply(self._init_weights)  # the encoder; generator and tower initialise themselves
         keys = (
             "generator_decoder",

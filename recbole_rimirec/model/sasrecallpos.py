@@ -19,7 +19,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.model.encoder import encode_at, fuse_gelu
+from recbole_rimirec.model.encoder import encode_at, fast_dropout, fuse_gelu
 from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.model.library_search import LibrarySearch, check_retrieval
 from recbole_rimirec.model.packing import packed_attention_mask
@@ -65,6 +65,7 @@ class SASRecAllPos(LibrarySearch, SASRec):
         self.sparse = bool(config["sparse_item_grad"])
         self.item_embedding.sparse = self.sparse  # lookups give sparse gradients (optim.LazyAdam)
         fuse_gelu(self.trm_encoder)  # torch's fused GELU, the same function
+        fast_dropout(self)  # the same dropout, its CPU mask drawn faster
 
     def encode_all(
         self, item_seq: torch.Tensor, positions: torch.Tensor | None = None, segments: torch.Tensor | None = None
