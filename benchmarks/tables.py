@@ -51,6 +51,9 @@ HEADLINE = {
     "amazon-toys": [
         ("RimiRec", "RimiRec", ["amazon-toys-cpu-rimirec-rebuild"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
+        ("ComiRecSA", "ComiRecSA", ["amazon-toys-cpu"]),
+        ("MIND", "MIND", ["amazon-toys-cpu"]),
+        ("ComiRecDR", "ComiRecDR", ["amazon-toys-cpu"]),
         ("MostPop", "MostPop", ["amazon-toys-cpu"]),
     ],
 }
