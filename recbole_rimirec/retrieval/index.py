@@ -8,7 +8,7 @@ with one inverted list per segment, filled with precomputed assignments, and ans
 lists: an exact scan of the node's items, parallel in C++, with no Python loop over nodes.
 Nodes with many queries over many items (``m * size >= BLAS_WORK``) are scored instead by one
 matrix product over the node's lists, read in place from the index (a scan is slower than BLAS
-there, in column blocks of at most ``BLAS_BLOCK`` scores, so a million-item node never holds a
+there, in column blocks of at most ``BLAS_BLOCK`` scores (256 MB), so a million-item node never holds a
 [queries x items] matrix); both give the exact top-k of the same items. The exact backend scores the same
 ranges with torch matmul on the vectors' own device: the GPU path, with no trip to the host
 (``auto`` picks it for vectors on a GPU, Faiss otherwise).
@@ -39,7 +39,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 BLAS_WORK = 1 << 15  # (queries x items) of one node above which a matrix product beats the IVF scan
-BLAS_BLOCK = 1 << 24  # the most scores (queries x items, 64 MB of float32) one block of that product holds
+BLAS_BLOCK = 1 << 26  # the most scores (queries x items, 256 MB of float32) one block of that product holds
 
 
 def blocked_topk(queries: torch.Tensor, vectors: torch.Tensor, k: int, block: int = BLAS_BLOCK):
