@@ -1,6 +1,6 @@
 """Faster paths through RecBole's ``TransformerEncoder``, with its own weights and the same outputs.
 
-SASRecAllPos and RimiRec use RecBole's Transformer (the architecture of RecBole's SASRec). Two
+SASRecAllPos and RimiRec use RecBole's Transformer (the architecture of RecBole's SASRec). Three
 things in it cost time without changing what it computes:
 
 - its GELU is written out as ``x * 0.5 * (1 + erf(x / sqrt(2)))``, five tensor operations and their

@@ -59,7 +59,7 @@ def blocked_topk(queries: torch.Tensor, vectors: torch.Tensor, k: int, block: in
     """
     m, n = queries.shape[0], vectors.shape[0]
     k = min(k, n)
-    step = max(k, block // max(m, 1), 1)
+    step = max(k, block // max(m, 1))  # k >= 1: every block holds at least k columns
     best_v, best_i = None, None
     for start in range(0, n, step):
         s = queries @ vectors[start : start + step].T  # [m, <= step]
