@@ -82,6 +82,32 @@ def test_log_sum_exp_is_exact_over_the_node_or_the_top_k():
     assert small.any() and (~small).any() and torch.allclose(f_z[small], brute[small], atol=1e-4)
 
 
+def test_log_sum_exp_of_other_vectors_comes_from_the_same_search():
+    """z_queries: the ranking stays the queries', log Z is the other vectors' over the node (or their top k)."""
+    rng = np.random.default_rng(2)
+    n_items, d, k = 400, 8, 20
+    tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 5, 30, 3, seed=0)
+    vectors = torch.from_numpy(rng.standard_normal((n_items, d)).astype(np.float32))
+    queries = torch.from_numpy(rng.standard_normal((200, d)).astype(np.float32))
+    other = torch.from_numpy(rng.standard_normal((200, d)).astype(np.float32))
+    nodes = torch.from_numpy(rng.integers(0, tree.num_nodes, 200))
+    lo, hi = torch.from_numpy(tree.node_lo)[nodes], torch.from_numpy(tree.node_hi)[nodes]
+    perm = torch.from_numpy(tree.perm)
+    brute = torch.stack([torch.logsumexp(vectors[perm[a:b]] @ z, 0) for z, a, b in zip(other, lo, hi, strict=True)])
+    small = (hi - lo) <= k
+    assert small.any() and (~small).any()
+    for backend in ("exact", "faiss"):
+        index = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, backend)
+        s, ids, z = index.search_with_logsumexp(queries, nodes, k, z_queries=other)
+        plain_s, plain_ids = index.search(queries, nodes, k)
+        assert torch.equal(ids, plain_ids) and torch.equal(s, plain_s)  # the ranking is untouched
+        if backend == "exact":
+            assert torch.allclose(z, brute, atol=1e-4)
+        else:  # the other vectors' own top k
+            assert torch.allclose(z, torch.logsumexp(index.search(other, nodes, k)[0], 1), atol=1e-4)
+            assert torch.allclose(z[small], brute[small], atol=1e-4)
+
+
 @settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 1000), k=st.integers(1, 15))
 def test_merge_keeps_each_item_once_with_its_best_score(seed, k):

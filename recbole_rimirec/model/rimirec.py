@@ -427,12 +427,13 @@ class RimiRec(SequentialRecommender):
             user, node = selected.nonzero(as_tuple=True)  # [M] pairs
             extra = {"items": selected.long() @ self.tree.size}
         u = self.tower.user(h[user], node) if self.score in ("factorized", "mixed") else h[user]  # [M, H]
-        # log_z: exact over what is searched (exact backend) or over the top k Faiss returns (an estimate)
-        s, ids, log_z = self.index.search_with_logsumexp(u, node, k, parts)  # [M, k], [M, k], [M]
+        query, z_query = u, None
         if self.score == "mixed":
             # (u_n + beta h) . v = u_n . v + beta h . v: one search ranks by the mixed score inside
-            # the node; the normaliser log_z stays the one of u_n alone (the search above)
-            s, ids, _ = self.index.search_with_logsumexp(u + self.global_score_weight * h[user], node, k, parts)
+            # the node; the normaliser log_z stays the one of u_n alone
+            query, z_query = u + self.global_score_weight * h[user], u
+        # log_z: exact over what is searched (exact backend) or over the top k Faiss returns (an estimate)
+        s, ids, log_z = self.index.search_with_logsumexp(query, node, k, parts, z_query)  # [M, k], [M, k], [M]
         if self.score in ("factorized", "mixed"):
             s = self.alpha * log_p[user, node][:, None] + s - log_z[:, None]
         elif self.score == "prior":  # the global head's score, the tree's P(node | user) as a prior

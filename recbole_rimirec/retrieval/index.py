@@ -152,7 +152,7 @@ class NodeIndex:
         """
         return self.search_with_logsumexp(queries, nodes, k)[:2]
 
-    def search_with_logsumexp(self, queries: torch.Tensor, nodes: torch.Tensor, k: int, parts=None):
+    def search_with_logsumexp(self, queries: torch.Tensor, nodes: torch.Tensor, k: int, parts=None, z_queries=None):
         """:meth:`search`, plus each query's log-sum-exp of scores over its node.
 
         The exact backend scores every item of the node anyway, so its log-sum-exp is exact; the
@@ -165,6 +165,9 @@ class NodeIndex:
             k: results per query.
             parts: ``None``, or [M, P] ids of nodes inside each query's node (-1 pads): the query
                 searches the union of these parts instead of its whole node.
+            z_queries: ``None``, or [M, d] other vectors whose scores the log-sum-exp is taken over
+                (the ranking stays ``queries``'). The exact backend scores them in the same pass over
+                each node; Faiss searches again with them (their own top k).
 
         Returns:
             (scores, ids, log_z): [M, k], [M, k] as :meth:`search`; [M] log-sum-exp over what was searched.
@@ -175,6 +178,8 @@ class NodeIndex:
                 scores, ids = self._search_parts_ivf(queries, parts.cpu().numpy(), k)
             else:
                 scores, ids = self._search_ivf(queries, nodes.cpu().numpy(), k)
+            if z_queries is not None:  # a second scan: cheaper than gathering the found items' vectors
+                return scores, ids, self.search_with_logsumexp(z_queries, nodes, k, parts)[2]
             return scores, ids, torch.logsumexp(scores, dim=1)
         scores = torch.full((M, k), float("-inf"), device=queries.device)
         ids = torch.full((M, k), -1, dtype=torch.long, device=queries.device)
@@ -199,6 +204,8 @@ class NodeIndex:
             found = torch.isfinite(top.values)
             scores[rows, : top.values.shape[1]] = top.values
             ids[rows, : top.values.shape[1]] = torch.where(found, self.perm[top.indices + lo], -1)
+            if z_queries is not None:  # the same columns, scored by the other vectors
+                s = (z_queries[rows].float() @ self.vectors[lo:hi].T).masked_fill(torch.isinf(s), float("-inf"))
             log_z[rows] = torch.logsumexp(s, dim=1)
         return scores, ids, log_z
 
