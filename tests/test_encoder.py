@@ -61,6 +61,18 @@ def test_models_score_with_the_state_the_full_encoder_gives(tiny, model):
         assert torch.allclose(net.forward(seq, lengths), full, atol=1e-5)
 
 
+def test_sasrecallpos_input_is_recbole_sasrecs(tiny):
+    """encoder_input builds what RecBole's SASRec.forward builds inline: the same state at the last item."""
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    _, _, net, _, _, test = prepare(tiny, "SASRecAllPos")
+    net.eval()
+    batch = next(iter(test))[0]
+    seq, lengths = batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        assert torch.allclose(net.forward(seq, lengths), SASRec.forward(net, seq, lengths), atol=1e-5)
+
+
 def test_fast_dropout_keeps_each_unit_with_probability_one_minus_p_and_rescales():
     torch.manual_seed(0)
     drop = FastDropout(0.3)

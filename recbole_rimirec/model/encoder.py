@@ -22,6 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.layers import FeedForward, TransformerEncoder
 
+from recbole_rimirec.model.packing import packed_attention_mask
+
 
 class FastDropout(nn.Dropout):
     """``nn.Dropout`` whose CPU mask is drawn as ``uniform >= p``: each unit kept with probability
@@ -72,6 +74,36 @@ def fuse_gelu(encoder: TransformerEncoder) -> int:
             module.intermediate_act_fn = F.gelu
             changed += 1
     return changed
+
+
+def encoder_input(
+    model: nn.Module,
+    item_seq: torch.Tensor,
+    positions: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A SASRec-style model's encoder input: item plus position embeddings, LayerNorm, dropout.
+
+    Args:
+        model: has RecBole SASRec's ``item_embedding``, ``position_embedding``, ``LayerNorm``,
+            ``dropout`` and ``get_attention_mask``.
+        item_seq: [B, L] item ids (0 pads).
+        positions: [B, L] or ``None`` (0..L-1 in every row); packed rows restart at each segment.
+        segments: [B, L] segment ids of packed rows, or ``None`` (one causal sequence per row).
+        extra: [B, L, H] added before the LayerNorm (RimiRec's tree-code embeddings), or ``None``.
+
+    Returns:
+        (hidden, mask): [B, L, H] and RecBole's additive attention mask [B, 1, L, L].
+    """
+    if positions is None:
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)[None]  # [1, L]
+    hidden = model.item_embedding(item_seq) + model.position_embedding(positions)  # [B, L, H]
+    if extra is not None:
+        hidden = hidden + extra
+    hidden = model.dropout(model.LayerNorm(hidden))
+    mask = model.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
+    return hidden, mask
 
 
 def encode_at(

@@ -27,7 +27,7 @@ from recbole.model.layers import TransformerEncoder
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
 from recbole_rimirec.errors import ConfigError, check_integer
-from recbole_rimirec.model.encoder import FastDropout, encode_at, fast_dropout, fuse_gelu
+from recbole_rimirec.model.encoder import FastDropout, encode_at, encoder_input, fast_dropout, fuse_gelu
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.layers import (
     check_negatives,
@@ -35,7 +35,6 @@ from recbole_rimirec.model.layers import (
     resolve_negatives,
     sampled_softmax_loss,
 )
-from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.model.pathdecoder import PathDecoder
 from recbole_rimirec.model.twotower import CONDITIONINGS, NodeConditionedTower
 from recbole_rimirec.optim import check_sparse_item_grad
@@ -299,14 +298,10 @@ class RimiRec(SequentialRecommender):
         Returns:
             (x, mask): [B, L, H] and RecBole's additive mask [B, 1, L, L].
         """
-        if positions is None:
-            positions = torch.arange(item_seq.size(1), device=item_seq.device)[None]  # [1, L]
-        x = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
-        if self.code_embedding is not None:
-            x = x + self.code_embedding(self.tree.codes[item_seq]).sum(2)  # history codes: [B, L, D, H] -> [B, L, H]
-        x = self.dropout(self.LayerNorm(x))
-        mask = self.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
-        return x, mask
+        codes = None
+        if self.code_embedding is not None:  # history codes: [B, L, D, H] -> [B, L, H]
+            codes = self.code_embedding(self.tree.codes[item_seq]).sum(2)
+        return encoder_input(self, item_seq, positions, segments, codes)
 
     def forward(self, item_seq, item_seq_len):
         """[B, H] the state after each user's last item (the last layer computed there only)."""

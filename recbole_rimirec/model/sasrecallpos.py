@@ -19,10 +19,9 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.errors import ConfigError
-from recbole_rimirec.model.encoder import encode_at, fast_dropout, fuse_gelu
+from recbole_rimirec.model.encoder import encode_at, encoder_input, fast_dropout, fuse_gelu
 from recbole_rimirec.model.layers import popularity_distribution, resolve_negatives, sampled_softmax_loss
 from recbole_rimirec.model.library_search import LibrarySearch, check_retrieval
-from recbole_rimirec.model.packing import packed_attention_mask
 from recbole_rimirec.optim import check_sparse_item_grad
 from recbole_rimirec.trainer import RetrievalTrainer
 
@@ -91,12 +90,7 @@ class SASRecAllPos(LibrarySearch, SASRec):
         Returns:
             (hidden, mask): [B, L, H] and RecBole's additive mask [B, 1, L, L].
         """
-        if positions is None:
-            positions = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)[None]  # [1, L]
-        hidden = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
-        hidden = self.dropout(self.LayerNorm(hidden))
-        mask = self.get_attention_mask(item_seq) if segments is None else packed_attention_mask(segments)
-        return hidden, mask
+        return encoder_input(self, item_seq, positions, segments)
 
     def forward(self, item_seq, item_seq_len):
         """[B, H] the state after each user's last item (the last layer computed there only)."""
