@@ -60,51 +60,58 @@ def test_blocked_top_k_is_the_full_top_k(m, n, k, block, seed):
     assert all(len(set(row.tolist())) == row.numel() for row in indices)  # no item twice
 
 
-def test_log_sum_exp_is_exact_over_the_node_or_the_top_k():
-    rng = np.random.default_rng(1)
-    n_items, d, k = 400, 8, 20
+def node_case(seed: int, n_queries: int = 200):
+    """A random tree over 400 items, item vectors, queries and their nodes, and each query's brute log Z.
+
+    Returns:
+        (tree, vectors, queries, nodes, small, log_z): ``small`` [Q] marks nodes of at most 20 items (k below);
+        ``log_z(q)`` is [Q] the exact log-sum-exp of ``q``'s rows over their nodes.
+    """
+    rng = np.random.default_rng(seed)
+    n_items, d = 400, 8
     tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 5, 30, 3, seed=0)
     vectors = torch.from_numpy(rng.standard_normal((n_items, d)).astype(np.float32))
-    queries = torch.from_numpy(rng.standard_normal((200, d)).astype(np.float32))
-    nodes = torch.from_numpy(rng.integers(0, tree.num_nodes, 200))
+    queries = torch.from_numpy(rng.standard_normal((n_queries, d)).astype(np.float32))
+    nodes = torch.from_numpy(rng.integers(0, tree.num_nodes, n_queries))
     lo, hi = torch.from_numpy(tree.node_lo)[nodes], torch.from_numpy(tree.node_hi)[nodes]
     perm = torch.from_numpy(tree.perm)
-    brute = torch.stack([torch.logsumexp(vectors[perm[a:b]] @ q, 0) for q, a, b in zip(queries, lo, hi, strict=True)])
+
+    def log_z(q):
+        return torch.stack([torch.logsumexp(vectors[perm[a:b]] @ x, 0) for x, a, b in zip(q, lo, hi, strict=True)])
+
+    small = (hi - lo) <= 20
+    assert small.any() and (~small).any()
+    return tree, vectors, queries, nodes, small, log_z
+
+
+def test_log_sum_exp_is_exact_over_the_node_or_the_top_k():
+    tree, vectors, queries, nodes, small, log_z = node_case(1)
+    brute = log_z(queries)
     es, _, e_z = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, "exact").search_with_logsumexp(
-        queries, nodes, k
+        queries, nodes, 20
     )
     fs, _, f_z = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, "faiss").search_with_logsumexp(
-        queries, nodes, k
+        queries, nodes, 20
     )
     assert torch.allclose(e_z, brute, atol=1e-4)  # exact: every item of the node
     assert torch.allclose(f_z, torch.logsumexp(fs, 1)) and (f_z <= brute + 1e-4).all()  # Faiss: its top k
-    small = (hi - lo) <= k
-    assert small.any() and (~small).any() and torch.allclose(f_z[small], brute[small], atol=1e-4)
+    assert torch.allclose(f_z[small], brute[small], atol=1e-4)
 
 
 def test_log_sum_exp_of_other_vectors_comes_from_the_same_search():
     """z_queries: the ranking stays the queries', log Z is the other vectors' over the node (or their top k)."""
-    rng = np.random.default_rng(2)
-    n_items, d, k = 400, 8, 20
-    tree = build_tree(rng.standard_normal((n_items, d)).astype(np.float32), 5, 30, 3, seed=0)
-    vectors = torch.from_numpy(rng.standard_normal((n_items, d)).astype(np.float32))
-    queries = torch.from_numpy(rng.standard_normal((200, d)).astype(np.float32))
-    other = torch.from_numpy(rng.standard_normal((200, d)).astype(np.float32))
-    nodes = torch.from_numpy(rng.integers(0, tree.num_nodes, 200))
-    lo, hi = torch.from_numpy(tree.node_lo)[nodes], torch.from_numpy(tree.node_hi)[nodes]
-    perm = torch.from_numpy(tree.perm)
-    brute = torch.stack([torch.logsumexp(vectors[perm[a:b]] @ z, 0) for z, a, b in zip(other, lo, hi, strict=True)])
-    small = (hi - lo) <= k
-    assert small.any() and (~small).any()
+    tree, vectors, queries, nodes, small, log_z = node_case(2)
+    other = torch.from_numpy(np.random.default_rng(3).standard_normal(queries.shape).astype(np.float32))
+    brute = log_z(other)
     for backend in ("exact", "faiss"):
         index = NodeIndex(vectors, tree.perm, tree.node_lo, tree.node_hi, backend)
-        s, ids, z = index.search_with_logsumexp(queries, nodes, k, z_queries=other)
-        plain_s, plain_ids = index.search(queries, nodes, k)
+        s, ids, z = index.search_with_logsumexp(queries, nodes, 20, z_queries=other)
+        plain_s, plain_ids = index.search(queries, nodes, 20)
         assert torch.equal(ids, plain_ids) and torch.equal(s, plain_s)  # the ranking is untouched
         if backend == "exact":
             assert torch.allclose(z, brute, atol=1e-4)
         else:  # the other vectors' own top k
-            assert torch.allclose(z, torch.logsumexp(index.search(other, nodes, k)[0], 1), atol=1e-4)
+            assert torch.allclose(z, torch.logsumexp(index.search(other, nodes, 20)[0], 1), atol=1e-4)
             assert torch.allclose(z[small], brute[small], atol=1e-4)
 
 
