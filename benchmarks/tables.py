@@ -51,6 +51,7 @@ HEADLINE = {
     "amazon-toys": [
         ("RimiRec", "RimiRec", ["amazon-toys-cpu-rimirec-rebuild"]),
         ("SASRecAllPos", "SASRecAllPos", ["amazon-toys-cpu"]),
+        ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-toys-cpu-prefixes"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-toys-cpu"]),
         ("MIND", "MIND", ["amazon-toys-cpu"]),
         ("ComiRecDR", "ComiRecDR", ["amazon-toys-cpu"]),
@@ -115,6 +116,7 @@ FOLDERS = [
     "amazon-beauty-cpu-batch350-rimirec-packed",
     "amazon-beauty-cpu-shift",
     "amazon-toys-cpu",
+    "amazon-toys-cpu-prefixes",
     "ml-100k-cpu-rimirec-density",
     "ml-100k-cpu-rimirec-mixed",
     "amazon-beauty-cpu-rimirec-mixed",
