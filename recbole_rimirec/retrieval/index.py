@@ -194,18 +194,21 @@ class NodeIndex:
             node = int(node_np[order[start]])
             lo, hi = int(self.lo[node]), int(self.hi[node])
             s = queries[rows].float() @ self.vectors[lo:hi].T  # [m, hi - lo]
+            outside = None
             if parts is not None:  # keep the columns inside the query's parts
                 p = parts[rows]  # [m, P]
                 col = torch.arange(lo, hi, device=queries.device)[None, None, :]  # [1, 1, hi - lo]
                 p_lo = self._lo_t[p.clamp(min=0)].masked_fill(p < 0, 0)[:, :, None]  # [m, P, 1]
                 p_hi = self._hi_t[p.clamp(min=0)].masked_fill(p < 0, 0)[:, :, None]
-                s = s.masked_fill(~((col >= p_lo) & (col < p_hi)).any(1), float("-inf"))
+                outside = ~((col >= p_lo) & (col < p_hi)).any(1)  # [m, hi - lo]
+                s = s.masked_fill(outside, float("-inf"))
             top = s.topk(min(k, hi - lo), dim=1)
             found = torch.isfinite(top.values)
             scores[rows, : top.values.shape[1]] = top.values
             ids[rows, : top.values.shape[1]] = torch.where(found, self.perm[top.indices + lo], -1)
             if z_queries is not None:  # the same columns, scored by the other vectors
-                s = (z_queries[rows].float() @ self.vectors[lo:hi].T).masked_fill(torch.isinf(s), float("-inf"))
+                s = z_queries[rows].float() @ self.vectors[lo:hi].T  # [m, hi - lo]
+                s = s if outside is None else s.masked_fill(outside, float("-inf"))
             log_z[rows] = torch.logsumexp(s, dim=1)
         return scores, ids, log_z
 
