@@ -12,6 +12,7 @@ from recbole_rimirec.retrieval.selection import (
     LEAF_ORDERS,
     budget_prefix,
     group_logsumexp,
+    pair_parts,
     select_leaves,
     select_subclusters,
 )
@@ -109,6 +110,38 @@ def test_group_logsumexp_matches_a_loop():
     assert torch.allclose(out[0, 0], torch.logsumexp(torch.tensor([0.0, 1.0]), 0))
     assert out[0, 1] == float("-inf") and out[0, 3] == float("-inf")  # masked and empty groups
     assert torch.allclose(out[1], torch.tensor([3.0, float("-inf"), 1.0, float("-inf")]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 1000), groups=st.integers(1, 6), columns=st.integers(1, 20))
+def test_group_logsumexp_over_rows_is_the_transpose_of_over_columns(seed, groups, columns):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, columns, generator=g) * 5
+    x[torch.rand(3, columns, generator=g) < 0.3] = float("-inf")
+    group = torch.randint(0, groups, (columns,), generator=g)
+    by_columns = group_logsumexp(x, group, groups)  # [3, G]
+    assert torch.allclose(group_logsumexp(x.T.contiguous(), group, groups, dim=0), by_columns.T, equal_nan=True)
+    for k in range(groups):  # and each is the plain logsumexp of its group
+        assert torch.allclose(by_columns[:, k], torch.logsumexp(x[:, group == k], 1), atol=1e-6, equal_nan=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tree=trees, seed=st.integers(0, 50), sub_size=st.integers(1, 6), density=st.floats(0.05, 0.9))
+def test_pair_parts_lists_each_pairs_chosen_subclusters(tree, seed, sub_size, density):
+    split = split_leaves(vectors_for(tree, seed), tree, sub_size)
+    N = tree.num_nodes
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.rand(3, len(split.size), generator=g) < density  # [B, C] any choice
+    b, c = chosen.nonzero(as_tuple=True)
+    selected = torch.zeros(3, N, dtype=torch.bool)
+    selected[b, split.leaf[c]] = True
+    user, node = selected.nonzero(as_tuple=True)
+    parts = pair_parts(b, c, user, node, split.leaf, N)
+    assert parts.shape[0] == len(user)
+    for m in range(len(user)):
+        mine = (chosen[user[m]] & (split.leaf == node[m])).nonzero().squeeze(1) + N
+        got = parts[m][parts[m] >= 0]
+        assert sorted(got.tolist()) == mine.tolist() and bool((parts[m, len(got) :] == -1).all())
 
 
 @pytest.mark.parametrize("order", LEAF_ORDERS)

@@ -42,6 +42,7 @@ from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.retrieval.selection import (
     LEAF_ORDERS,
+    pair_parts,
     select_beam,
     select_frontier,
     select_leaves,
@@ -415,7 +416,7 @@ class RimiRec(SequentialRecommender):
             b, c = chosen.nonzero(as_tuple=True)  # [Q] (user, sub-cluster)
             selected[b, self.split.leaf[c]] = True
             user, node = selected.nonzero(as_tuple=True)  # [M] (user, leaf) pairs, sorted
-            parts = self._parts_of(b, c, user, node)  # [M, P] the pairs' sub-clusters as index node ids
+            parts = pair_parts(b, c, user, node, self.split.leaf, self.tree.num_nodes)  # [M, P] index node ids
             extra = {"chosen": chosen, "items": chosen.long() @ self.split.size}
         else:
             selected = self.select_nodes(log_p)  # [B, N]
@@ -452,19 +453,6 @@ class RimiRec(SequentialRecommender):
         return select_subclusters(
             log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection, self.subcluster_leaf_weight
         )
-
-    def _parts_of(self, b, c, user, node) -> torch.Tensor:
-        """[M, P] the chosen sub-clusters of each (user, leaf) pair, as the index's node ids (-1 pads)."""
-        pair_key = user * self.tree.num_nodes + node  # [M] sorted (nonzero is row-major)
-        key = b * self.tree.num_nodes + self.split.leaf[c]  # [Q]
-        order = torch.argsort(key, stable=True)
-        key, c = key[order], c[order]
-        pair = torch.searchsorted(pair_key, key)  # [Q] each chosen sub-cluster's pair
-        counts = torch.bincount(pair, minlength=len(pair_key))  # [M]
-        slot = torch.arange(len(key), device=key.device) - (counts.cumsum(0) - counts)[pair]
-        parts = torch.full((len(pair_key), int(counts.max()) if len(counts) else 1), -1, device=key.device)
-        parts[pair, slot] = c + self.tree.num_nodes
-        return parts
 
     @torch.no_grad()
     def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

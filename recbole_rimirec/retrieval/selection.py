@@ -151,21 +151,27 @@ def select_leaves(
     return selected
 
 
-def group_logsumexp(x: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """logsumexp of each row's columns grouped by ``group``.
+def group_logsumexp(x: torch.Tensor, group: torch.Tensor, n_groups: int, dim: int = 1) -> torch.Tensor:
+    """logsumexp of the entries of ``x`` grouped by ``group`` along one dimension.
 
     Args:
-        x: [B, M] values (``-inf`` allowed).
-        group: [M] group id of each column, in ``0..n_groups-1``.
+        x: [B, M] values (``-inf`` allowed), or [M, B] with ``dim=0`` (the faster layout on a CPU:
+            each group's reduction adds whole rows).
+        group: [M] group id of each entry along ``dim``, in ``0..n_groups-1``.
         n_groups: G.
+        dim: the grouped dimension, 1 or 0.
 
     Returns:
-        torch.Tensor: [B, G] (``-inf`` for a group with no finite value).
+        torch.Tensor: [B, G], or [G, B] with ``dim=0`` (``-inf`` for a group with no finite value).
     """
-    index = group.expand(len(x), -1)  # [B, M]
-    peak = x.new_full((len(x), n_groups), float("-inf")).scatter_reduce(1, index, x, reduce="amax")
+    view = [1, 1]
+    view[dim] = -1
+    index = group.view(view).expand_as(x)  # [B, M] or [M, B]
+    shape = list(x.shape)
+    shape[dim] = n_groups
+    peak = x.new_full(shape, float("-inf")).scatter_reduce(dim, index, x, reduce="amax")
     safe = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-    sums = x.new_zeros((len(x), n_groups)).scatter_add_(1, index, (x - safe.gather(1, index)).exp())
+    sums = x.new_zeros(shape).scatter_add_(dim, index, (x - safe.index_select(dim, group)).exp())
     return safe + sums.log()
 
 
@@ -212,15 +218,16 @@ def select_subclusters(
     """
     leaves = select_leaves(log_probs, tree, pool_items, pool_max_nodes, order)  # [B, N]
     log_size = split.size.clamp(min=1).float().log()  # [C]
-    score = h.float() @ split.centroid.T  # [B, C]
-    estimate = score + log_size[None, :]  # [B, C]
-    log_z = group_logsumexp(estimate, split.leaf, tree.num_nodes)  # [B, N] per leaf
+    # [C, B] layout: each leaf's reductions add whole rows of users (about 5x faster than [B, C] on a CPU)
+    score = split.centroid @ h.float().T  # [C, B]
+    estimate = score + log_size[:, None]  # [C, B]
+    log_z = group_logsumexp(estimate, split.leaf, tree.num_nodes, dim=0)  # [N, B] per leaf
     # log P(leaf) + log P(c | leaf) = (log P(leaf) - log_z[leaf]) + estimate, and density takes
-    # log |c| off again: one [B, N] term per leaf, gathered once over the sub-clusters
+    # log |c| off again: one [N, B] term per leaf, gathered once over the sub-clusters
     # w log P(leaf) + (1 - w) log Z(leaf) + log P(c | leaf) = w (log P(leaf) - log_z[leaf]) + estimate
-    per_leaf = (leaf_weight * (log_probs - log_z)).masked_fill(~leaves, float("-inf"))  # [B, N]
-    priority = per_leaf[:, split.leaf] + (score if order == "density" else estimate)  # [B, C]
-    return budget_prefix(priority, split.size, budget_items)
+    per_leaf = (leaf_weight * (log_probs.T - log_z)).masked_fill(~leaves.T, float("-inf"))  # [N, B]
+    priority = per_leaf.index_select(0, split.leaf) + (score if order == "density" else estimate)  # [C, B]
+    return budget_prefix(priority.T.contiguous(), split.size, budget_items)
 
 
 def budget_prefix(priority: torch.Tensor, size: torch.Tensor, budget: int, first_k: int | None = None) -> torch.Tensor:
@@ -233,7 +240,7 @@ def budget_prefix(priority: torch.Tensor, size: torch.Tensor, budget: int, first
 
     Args:
         priority: [B, C] priorities (``-inf``: not a candidate).
-        size: [C] items in each column (at least 1).
+        size: [C] items in each column, or [B, C] per row (at least 1).
         budget: the most items a row keeps (an upper bound, except for its first column).
         first_k: the first ``topk`` width; by default twice what the budget holds at the mean size.
 
@@ -248,9 +255,37 @@ def budget_prefix(priority: torch.Tensor, size: torch.Tensor, budget: int, first
     while True:
         top, ranked = priority.topk(k, dim=1)  # [B, k] best first
         pooled = torch.isfinite(top)
-        take = (size[ranked].cumsum(1) <= budget) & pooled
+        sizes = size.gather(1, ranked) if size.dim() == 2 else size[ranked]  # [B, k]
+        take = (sizes.cumsum(1) <= budget) & pooled
         take[:, 0] = pooled[:, 0]  # a row's first column, whatever its size
         # take is a prefix of each row: once its last column is out, no later column can be in
         if k == C or not bool(take[:, -1].any()):
             return torch.zeros_like(priority, dtype=torch.bool).scatter_(1, ranked, take)
         k = min(C, 2 * k)
+
+
+def pair_parts(
+    b: torch.Tensor, c: torch.Tensor, user: torch.Tensor, node: torch.Tensor, leaf_of: torch.Tensor, num_nodes: int
+) -> torch.Tensor:
+    """The chosen sub-clusters of each searched (user, leaf) pair, as the index's node ids.
+
+    Args:
+        b, c: [Q] the chosen (user, sub-cluster) pairs.
+        user, node: [M] the searched (user, leaf) pairs, sorted by ``user * num_nodes + node``
+            (as ``nonzero`` gives them).
+        leaf_of: [C] the leaf holding each sub-cluster.
+        num_nodes: N; sub-cluster ``c`` is node ``N + c`` of the index.
+
+    Returns:
+        torch.Tensor: [M, P] each pair's sub-clusters as index node ids, ``-1`` padding.
+    """
+    pair_key = user * num_nodes + node  # [M] sorted
+    key = b * num_nodes + leaf_of[c]  # [Q]
+    order = torch.argsort(key, stable=True)
+    key, c = key[order], c[order]
+    pair = torch.searchsorted(pair_key, key)  # [Q] each chosen sub-cluster's pair
+    counts = torch.bincount(pair, minlength=len(pair_key))  # [M]
+    slot = torch.arange(len(key), device=key.device) - (counts.cumsum(0) - counts)[pair]
+    parts = torch.full((len(pair_key), int(counts.max()) if len(counts) else 1), -1, device=key.device)
+    parts[pair, slot] = c + num_nodes
+    return parts
