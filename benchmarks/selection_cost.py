@@ -7,8 +7,9 @@ centres, and their P(node | user) a softmax of each node's mean vector. Each sta
 ``RimiRec.candidates`` with ``subcluster_size`` is then timed on the library's own functions, in
 ms per user (the median of three batches): choosing the sub-clusters (``select_subclusters``), the
 searched (user, leaf) pairs and their parts, the search with the ranking query and the one with the
-normaliser's query (``retrieval_score: mixed`` on Faiss). A full Faiss scan of the library per user is
-the reference (what a model without the tree pays). One JSON row per size, appended to ``--out``.
+normaliser's query (``retrieval_score: mixed`` on Faiss). A scan of the whole library per user, as
+SASRecAllPos's ``retrieval`` does it (one node: blocked matrix products), is the reference. One JSON
+row per size, appended to ``--out``.
 
 Run: python benchmarks/selection_cost.py --sizes 1000000 5000000 --out benchmarks/results/selection-cost-cpu.jsonl
 """
@@ -28,8 +29,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recbole_rimirec.model.generator import node_log_probs  # noqa: E402
-from recbole_rimirec.retrieval.index import NodeIndex, import_faiss  # noqa: E402
-from recbole_rimirec.retrieval.selection import pair_parts, select_subclusters  # noqa: E402
+from recbole_rimirec.retrieval.index import NodeIndex  # noqa: E402
+from recbole_rimirec.retrieval.selection import (  # noqa: E402
+    COMPACT_POOL_SHARE,
+    budget_items,
+    pair_parts,
+    select_subclusters,
+)
 from recbole_rimirec.tree.itemtree import build_tree  # noqa: E402
 from recbole_rimirec.tree.subclusters import split_leaves  # noqa: E402
 from recbole_rimirec.tree.tensors import TreeTensors  # noqa: E402
@@ -59,8 +65,8 @@ def one_size(n: int, users: int, budget: float, pool: float, full_users: int, di
     Args:
         n: items.
         users: users per timed batch.
-        budget: ``select_budget``, a fraction of the library.
-        pool: ``subcluster_pool``, a fraction of the library.
+        budget: ``select_budget``, a fraction of the library or a number of items.
+        pool: ``subcluster_pool``, a fraction of the library or a number of items.
         full_users: users of the full-scan reference.
         dim: vector size.
 
@@ -77,13 +83,13 @@ def one_size(n: int, users: int, budget: float, pool: float, full_users: int, di
     row["split_s"] = time.perf_counter() - t
     index = NodeIndex(vectors, split.perm, torch.cat([tree.lo, split.lo]), torch.cat([tree.hi, split.hi]), "faiss")
     log_p = node_log_probs(h @ node_means(vectors, tree).T, tree)  # [B, N]
-    budget_items = max(1, round(budget * n))
-    pool_items = max(budget_items, round(pool * n))
-    pool_nodes = max(64, round(64 * pool_items / budget_items))  # as RimiRec.select_subclusters
+    budget_n = budget_items(budget, n)
+    pool_n = max(budget_n, budget_items(pool, n))
+    pool_nodes = max(64, round(64 * pool_n / budget_n))  # as RimiRec.select_subclusters
     times = {"selection": [], "parts": [], "search": [], "normaliser": []}
     for _ in range(3):
         t0 = time.perf_counter()
-        chosen = select_subclusters(log_p, h, tree, split, pool_items, budget_items, pool_nodes, "density")
+        chosen = select_subclusters(log_p, h, tree, split, pool_n, budget_n, pool_nodes, "density")
         t1 = time.perf_counter()
         b, c = chosen.nonzero(as_tuple=True)
         selected = torch.zeros_like(log_p, dtype=torch.bool)
@@ -99,15 +105,14 @@ def one_size(n: int, users: int, budget: float, pool: float, full_users: int, di
             times[key].append(1000 * (z - a) / users)
     row.update({f"{key}_ms": statistics.median(v) for key, v in times.items()})
     row["total_ms"] = sum(row[f"{key}_ms"] for key in times)
-    faiss = import_faiss()
-    flat = faiss.IndexFlatIP(dim)
-    flat.add(x[1:])
+    whole = NodeIndex(vectors, torch.arange(1, n + 1), torch.tensor([0]), torch.tensor([n]), "faiss")
     t = time.perf_counter()
-    flat.search(h_np[:full_users], 50)
+    whole.search(h[:full_users], torch.zeros(full_users, dtype=torch.long), 50)  # SASRecAllPos's retrieval
     row["full_scan_ms"] = 1000 * (time.perf_counter() - t) / full_users
     row.update(
-        budget_items=budget_items,
-        pool_items=pool_items,
+        budget_items=budget_n,
+        pool_items=pool_n,
+        compact=pool_n <= COMPACT_POOL_SHARE * n,
         subclusters=len(split.size),
         searched_items=float((chosen.long() @ split.size).float().mean()),
         pairs_per_user=len(user) / users,
@@ -120,8 +125,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=int, default=[1_000_000, 5_000_000])
     parser.add_argument("--users", type=int, default=512, help="users a batch (the scale runs' eval_batch_size)")
-    parser.add_argument("--select_budget", type=float, default=0.01, help="as scale_train.py's RimiRec")
-    parser.add_argument("--subcluster_pool", type=float, default=0.3, help="RimiRec's default")
+    parser.add_argument(
+        "--select_budget", type=float, default=0.01, help="a fraction or items; as scale_train.py's RimiRec"
+    )
+    parser.add_argument("--subcluster_pool", type=float, default=0.3, help="a fraction or items; RimiRec's default")
     parser.add_argument("--full_users", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--note", default="")

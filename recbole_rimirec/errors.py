@@ -33,3 +33,22 @@ def check_integer(key: str, value, low: int | None = None, high: int | None = No
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{key} must be {bound}, not {value!r}")
     return value
+
+
+def check_item_budget(key: str, value):
+    """Checks a budget of items: a fraction of the library in (0, 1], or a whole number of items above 1.
+
+    Args:
+        key: the config key, as the user writes it.
+        value: its value.
+
+    Returns:
+        the value, unchanged.
+
+    Raises:
+        ConfigError: naming the key and the value.
+    """
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not value > 0 or (value > 1 and value != int(value)):
+        raise ConfigError(f"{key} must be a fraction of the library in (0, 1] or a number of items, not {value!r}")
+    return value

@@ -375,6 +375,19 @@ def test_subclusters_as_large_as_the_library_change_nothing(small):
     assert net.split is not None and all(torch.equal(a, b) for a, b in zip(plain, split, strict=True))
 
 
+@pytest.mark.parametrize("subclusters", [None, 3])
+def test_a_budget_in_items_is_the_same_budget_as_its_fraction(small, subclusters):
+    settings = {**small, "select_method": "density", "subcluster_size": subclusters, "subcluster_pool": 0.5}
+    _, _, net, _, _, test = prepare(settings)
+    net.eval()
+    batch = next(iter(test))[0]
+    by_fraction = net.candidates(batch, 20)
+    n = int(net.tree.size[0])
+    net.budget, net.subcluster_pool = round(0.2 * n), round(0.5 * n)  # small's select_budget 0.2, in items
+    by_items = net.candidates(batch, 20)
+    assert net.budget > 1 and all(torch.equal(by_fraction[k], by_items[k]) for k in ("selected", "ids", "items"))
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -382,6 +395,9 @@ def test_subclusters_as_large_as_the_library_change_nothing(small):
         ({"subcluster_size": 4, "subcluster_pool": 0}, "subcluster_pool must be"),
         ({"subcluster_size": 4, "subcluster_pool": 1.5}, "subcluster_pool must be"),
         ({"subcluster_size": 4, "subcluster_leaf_weight": 1.5}, "subcluster_leaf_weight must be"),
+        ({"select_budget": 0}, "select_budget must be a fraction of the library in \\(0, 1\\] or a number of items"),
+        ({"select_budget": 2.5}, "select_budget must be"),
+        ({"select_budget": True}, "select_budget must be"),
     ],
 )
 def test_subcluster_keys_are_checked(small, bad, message):

@@ -6,10 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recbole_rimirec.errors import ConfigError, check_item_budget
 from recbole_rimirec.model.generator import node_log_probs
 from recbole_rimirec.retrieval.index import NodeIndex
 from recbole_rimirec.retrieval.selection import (
     LEAF_ORDERS,
+    budget_items,
     budget_prefix,
     group_logsumexp,
     pair_parts,
@@ -103,6 +105,23 @@ def test_kmeans_separates_well_apart_groups():
     assert bool((label[:, 40:] == -1).all()) and bool((label[1, :40] == 0).all())  # padding; one cluster
 
 
+def test_a_budget_is_a_fraction_of_the_library_or_a_number_of_items():
+    assert [budget_items(v, 1000) for v in (0.1, 1.0, 1, 0.0001, 250, 250.0, 5000)] == [
+        100,
+        1000,
+        1000,
+        1,
+        250,
+        250,
+        1000,
+    ]
+    for ok in (0.5, 1, 1.0, 300, 300.0):
+        assert check_item_budget("select_budget", ok) == ok
+    for bad in (0, -0.1, 1.5, True, "0.1", None):
+        with pytest.raises(ConfigError, match="select_budget must be a fraction of the library"):
+            check_item_budget("select_budget", bad)
+
+
 def test_group_logsumexp_matches_a_loop():
     x = torch.tensor([[0.0, 1.0, float("-inf"), 2.0], [3.0, float("-inf"), float("-inf"), 1.0]])
     group = torch.tensor([0, 0, 1, 2])
@@ -144,6 +163,7 @@ def test_pair_parts_lists_each_pairs_chosen_subclusters(tree, seed, sub_size, de
         assert sorted(got.tolist()) == mine.tolist() and bool((parts[m, len(got) :] == -1).all())
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("order", LEAF_ORDERS)
 @settings(max_examples=40, deadline=None)
 @given(
@@ -154,7 +174,7 @@ def test_pair_parts_lists_each_pairs_chosen_subclusters(tree, seed, sub_size, de
     w=st.sampled_from([0.0, 0.3, 1.0]),
 )
 def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(
-    order, tree, seed, sub_size, budget_frac, w
+    order, compact, tree, seed, sub_size, budget_frac, w
 ):
     n = int(tree.size[0])
     budget = max(1, int(budget_frac * n))
@@ -163,7 +183,7 @@ def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(
     split = split_leaves(vectors_for(tree, seed), tree, sub_size)
     lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
     h = torch.randn(3, 5, generator=g)
-    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order, leaf_weight=w)
+    chosen = select_subclusters(lp, h, tree, split, pool, budget, 10**6, order, leaf_weight=w, compact=compact)
     pooled = select_leaves(lp, tree, pool, 10**6, order)
     assert chosen.shape == (3, len(split.size))
     for b in range(3):
@@ -182,16 +202,18 @@ def test_subclusters_lie_in_the_pooled_leaves_within_the_budget_by_their_mass(
     assert torch.equal(chosen, sorted_prefix(priority, split.size, budget))  # taken in order of that mass
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("order", LEAF_ORDERS)
 @settings(max_examples=40, deadline=None)
 @given(tree=trees, seed=st.integers(0, 50), budget_frac=st.floats(0.02, 1.0), max_nodes=st.integers(1, 30))
-def test_one_cluster_per_leaf_and_no_wider_pool_is_the_leaf_rule(order, tree, seed, budget_frac, max_nodes):
+def test_one_cluster_per_leaf_and_no_wider_pool_is_the_leaf_rule(order, compact, tree, seed, budget_frac, max_nodes):
     n = int(tree.size[0])
     budget = max(1, int(budget_frac * n))
     g = torch.Generator().manual_seed(seed)
     split = split_leaves(vectors_for(tree, seed), tree, n + 1)  # every leaf whole
     lp = node_log_probs(torch.randn(3, tree.num_nodes, generator=g) * 2, tree)
-    chosen = select_subclusters(lp, torch.randn(3, 5, generator=g), tree, split, budget, budget, max_nodes, order)
+    h = torch.randn(3, 5, generator=g)
+    chosen = select_subclusters(lp, h, tree, split, budget, budget, max_nodes, order, compact=compact)
     as_leaves = torch.zeros_like(lp, dtype=torch.bool)
     b, c = chosen.nonzero(as_tuple=True)
     as_leaves[b, split.leaf[c]] = True

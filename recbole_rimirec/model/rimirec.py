@@ -26,7 +26,7 @@ from recbole.model.layers import TransformerEncoder
 
 from recbole_rimirec.data.loaders import epoch_weighted, packing_of
 from recbole_rimirec.data.tree_dataset import TreeDataset, tree_settings
-from recbole_rimirec.errors import ConfigError, check_integer
+from recbole_rimirec.errors import ConfigError, check_integer, check_item_budget
 from recbole_rimirec.model.encoder import FastDropout, encode_at, encoder_input, fast_dropout, fuse_gelu
 from recbole_rimirec.model.generator import TreeGenerator, distillation_loss
 from recbole_rimirec.model.layers import (
@@ -42,6 +42,7 @@ from recbole_rimirec.retrieval.index import BACKENDS, NodeIndex
 from recbole_rimirec.retrieval.merge import group_by_user, merge_topk
 from recbole_rimirec.retrieval.selection import (
     LEAF_ORDERS,
+    budget_items,
     pair_parts,
     select_beam,
     select_frontier,
@@ -94,16 +95,13 @@ class RimiRec(SequentialRecommender):
         beta = config["global_score_weight"]
         if config["retrieval_score"] == "mixed" and (not isinstance(beta, (int, float)) or beta < 0):
             raise ConfigError(f"global_score_weight must be a number >= 0, not {beta}")
-        budget, max_nodes = config["select_budget"], config["select_max_nodes"]
-        if not isinstance(budget, (int, float)) or not 0 < budget <= 1:
-            raise ConfigError(f"select_budget must be a fraction of the library in (0, 1], not {budget}")
+        check_item_budget("select_budget", config["select_budget"])
+        max_nodes = config["select_max_nodes"]
         if not isinstance(max_nodes, int) or max_nodes < 1:
             raise ConfigError(f"select_max_nodes must be a positive integer, not {max_nodes}")
         if config["subcluster_size"] is not None:  # used by the leaf rules only; a pool below the budget is the budget
             check_integer("subcluster_size", config["subcluster_size"], 1)
-            pool = config["subcluster_pool"]
-            if not isinstance(pool, (int, float)) or not 0 < pool <= 1:
-                raise ConfigError(f"subcluster_pool must be a fraction of the library in (0, 1], not {pool}")
+            check_item_budget("subcluster_pool", config["subcluster_pool"])
             weight = config["subcluster_leaf_weight"]
             if not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
                 raise ConfigError(f"subcluster_leaf_weight must be a number in [0, 1], not {weight}")
@@ -385,7 +383,7 @@ class RimiRec(SequentialRecommender):
         Returns:
             torch.Tensor: [B, N] bool, disjoint selected nodes.
         """
-        budget = max(1, round(self.budget * int(self.tree.size[0])))
+        budget = budget_items(self.budget, int(self.tree.size[0]))
         if self.selection == "beam":  # a beam larger than the tree keeps every leaf
             return select_beam(log_p, self.tree, self.beam_size)
         if self.selection in LEAF_ORDERS:
@@ -447,8 +445,8 @@ class RimiRec(SequentialRecommender):
             torch.Tensor: [B, C] bool.
         """
         n_items = int(self.tree.size[0])
-        budget = max(1, round(self.budget * n_items))
-        pool = max(budget, round(self.subcluster_pool * n_items))
+        budget = budget_items(self.budget, n_items)
+        pool = max(budget, budget_items(self.subcluster_pool, n_items)) if self.subcluster_pool else budget
         pool_nodes = max(self.max_nodes, round(self.max_nodes * pool / budget))  # as many leaves per item of pool
         return select_subclusters(
             log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection, self.subcluster_leaf_weight

@@ -24,6 +24,7 @@ Plain functions on tensors, batched over users.
 from __future__ import annotations
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from recbole_rimirec.tree.tensors import TreeTensors
 
@@ -108,6 +109,20 @@ def select_beam(log_probs: torch.Tensor, tree: TreeTensors, beam_size: int) -> t
 
 
 LEAF_ORDERS = ("leaves", "density")
+COMPACT_POOL_SHARE = 0.1  # select_subclusters' stage 2 runs compact at most at this pool share of the library
+
+
+def budget_items(value: float, n_items: int) -> int:
+    """Items a budget stands for: a fraction of the library (at most 1) or a number of items (above 1).
+
+    Args:
+        value: ``select_budget`` or ``subcluster_pool``.
+        n_items: the library's size.
+
+    Returns:
+        int: at least 1.
+    """
+    return max(1, round(value * n_items) if value <= 1 else min(int(value), n_items))
 
 
 def select_leaves(
@@ -185,6 +200,7 @@ def select_subclusters(
     pool_max_nodes: int,
     order: str = "density",
     leaf_weight: float = 1.0,
+    compact: bool | None = None,
 ) -> torch.Tensor:
     """Two stages: the generator's leaves over a wider pool, then their best sub-clusters under the budget.
 
@@ -212,11 +228,18 @@ def select_subclusters(
         pool_max_nodes: the most leaves of stage 1.
         order: ``leaves`` or ``density``.
         leaf_weight: w, the generator's share of each leaf's mass (1: the generator's alone).
+        compact: stage 2 over the pooled sub-clusters only (its cost follows the pool) or over every
+            sub-cluster in dense [C, B] arrays (fewer, cheaper operations per entry); ``None``: compact
+            when the pool is at most ``COMPACT_POOL_SHARE`` of the library. The same choice either way.
 
     Returns:
         torch.Tensor: [B, C] bool, the chosen sub-clusters.
     """
     leaves = select_leaves(log_probs, tree, pool_items, pool_max_nodes, order)  # [B, N]
+    if compact is None:
+        compact = pool_items <= COMPACT_POOL_SHARE * int(tree.size[0])
+    if compact:
+        return _pooled_subclusters(log_probs, h, leaves, split, budget_items, order, leaf_weight)
     log_size = split.size.clamp(min=1).float().log()  # [C]
     # [C, B] layout: each leaf's reductions add whole rows of users (about 5x faster than [B, C] on a CPU)
     score = split.centroid @ h.float().T  # [C, B]
@@ -228,6 +251,52 @@ def select_subclusters(
     per_leaf = (leaf_weight * (log_probs.T - log_z)).masked_fill(~leaves.T, float("-inf"))  # [N, B]
     priority = per_leaf.index_select(0, split.leaf) + (score if order == "density" else estimate)  # [C, B]
     return budget_prefix(priority.T.contiguous(), split.size, budget_items)
+
+
+def _pooled_subclusters(log_probs, h, leaves, split, budget_items: int, order: str, leaf_weight: float):
+    """Stage 2 of :func:`select_subclusters` over the pooled leaves' sub-clusters, one flat entry each."""
+    B, C = len(log_probs), len(split.size)
+    device = log_probs.device
+    user, leaf = leaves.nonzero(as_tuple=True)  # [L] pooled (user, leaf) pairs, row-major
+    count = torch.bincount(split.leaf, minlength=leaves.shape[1])  # [N] sub-clusters per leaf (consecutive)
+    first = torch.full_like(count, C).scatter_reduce(0, split.leaf, torch.arange(C, device=device), "amin")  # [N]
+    n_c = count[leaf]  # [L]
+    pair = torch.repeat_interleave(torch.arange(len(leaf), device=device), n_c)  # [T] each entry's pair
+    col = (first[leaf] - (n_c.cumsum(0) - n_c))[pair] + torch.arange(len(pair), device=device)  # [T] sub-cluster
+    row = user[pair]  # [T]
+    score = _pair_scores(h.float(), split.centroid, user, leaf, first, n_c)  # [T] h . centroid
+    estimate = score + split.size[col].clamp(min=1).float().log()  # [T]
+    log_z = group_logsumexp(estimate[None, :], pair, len(leaf))[0]  # [L] per pooled leaf
+    per_leaf = leaf_weight * (log_probs[user, leaf] - log_z)  # [L], as in the dense stage
+    flat = per_leaf[pair] + (score if order == "density" else estimate)  # [T]
+    # each user's entries are consecutive (pairs are row-major): pad them into rows, [B, P]
+    per_user = torch.zeros(B, dtype=torch.long, device=device).index_add_(0, user, n_c).tolist()
+    priority = pad_sequence(flat.split(per_user), batch_first=True, padding_value=float("-inf"))  # [B, P]
+    size = pad_sequence(split.size[col].split(per_user), batch_first=True, padding_value=1)  # [B, P]
+    real = torch.arange(priority.shape[1], device=device)[None, :] < torch.tensor(per_user, device=device)[:, None]
+    kept = budget_prefix(priority, size, budget_items)[real]  # [T], in entry order
+    chosen = torch.zeros(B * C, dtype=torch.bool, device=device)
+    chosen[row[kept] * C + col[kept]] = True
+    return chosen.view(B, C)
+
+
+def _pair_scores(h, centroid, user, leaf, first, n_c) -> torch.Tensor:
+    """[T] h_user . centroid_c for every pooled (user, leaf) pair's sub-clusters, in pair order.
+
+    One matrix product per pooled leaf ([its sub-clusters, its users]), so no [T, H] gather is held.
+    """
+    start = n_c.cumsum(0) - n_c  # [L] each pair's first entry
+    out = h.new_empty(int(n_c.sum()))
+    order = torch.argsort(leaf, stable=True)  # pairs grouped by leaf
+    leaves, per_leaf = torch.unique_consecutive(leaf[order], return_counts=True)
+    bounds = [0] + per_leaf.cumsum(0).tolist()
+    for node, a, b in zip(leaves.tolist(), bounds[:-1], bounds[1:], strict=True):
+        pairs = order[a:b]  # [m]
+        lo, c = int(first[node]), int(n_c[pairs[0]])
+        block = centroid[lo : lo + c] @ h[user[pairs]].T  # [c, m]
+        at = start[pairs][None, :] + torch.arange(c, device=h.device)[:, None]  # [c, m]
+        out[at.reshape(-1)] = block.reshape(-1)
+    return out
 
 
 def budget_prefix(priority: torch.Tensor, size: torch.Tensor, budget: int, first_k: int | None = None) -> torch.Tensor:
