@@ -347,6 +347,7 @@ def test_subclusters_rank_their_items_by_the_mixed_score_over_what_is_searched(s
         h = net.forward(batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN])  # [B, H]
         log_p = net.generator(h)  # [B, N]
         split, chosen = net.split, found["chosen"]  # [B, C]
+        assert torch.equal(items, chosen.long() @ split.size)  # the items searched per user
         full = torch.full((len(h), net.n_items), float("-inf"))
         for b in range(len(h)):
             for leaf in split.leaf[chosen[b]].unique().tolist():

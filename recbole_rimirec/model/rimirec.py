@@ -415,7 +415,8 @@ class RimiRec(SequentialRecommender):
             selected[b, self.split.leaf[c]] = True
             user, node = selected.nonzero(as_tuple=True)  # [M] (user, leaf) pairs, sorted
             parts = pair_parts(b, c, user, node, self.split.leaf, self.tree.num_nodes)  # [M, P] index node ids
-            extra = {"chosen": chosen, "items": chosen.long() @ self.split.size}
+            items = torch.zeros(len(chosen), dtype=torch.long, device=c.device).index_add_(0, b, self.split.size[c])
+            extra = {"chosen": chosen, "items": items}  # items: not a [B, C] product, which grows with the library
         else:
             selected = self.select_nodes(log_p)  # [B, N]
             user, node = selected.nonzero(as_tuple=True)  # [M] pairs
