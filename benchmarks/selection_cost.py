@@ -5,7 +5,7 @@ structures at its defaults: the item tree (branching 32, leaves of 64, depth 2),
 sub-clusters of about 16 items, and the per-node Faiss index. Users are states near the mixture's
 centres, and their P(node | user) a softmax of each node's mean vector. Each stage of
 ``RimiRec.candidates`` with ``subcluster_size`` is then timed on the library's own functions, in
-ms per user (the median of three batches): choosing the sub-clusters (``select_subclusters``), the
+ms per user (the median of three batches): choosing the sub-clusters (``subcluster_pairs``), the
 searched (user, leaf) pairs and their parts, the search with the ranking query and the one with the
 normaliser's query (``retrieval_score: mixed`` on Faiss). A scan of the whole library per user, as
 SASRecAllPos's ``retrieval`` does it (one node: blocked matrix products), is the reference. One JSON
@@ -34,7 +34,7 @@ from recbole_rimirec.retrieval.selection import (  # noqa: E402
     COMPACT_POOL_SHARE,
     budget_items,
     pair_parts,
-    select_subclusters,
+    subcluster_pairs,
 )
 from recbole_rimirec.tree.itemtree import build_tree  # noqa: E402
 from recbole_rimirec.tree.subclusters import split_leaves  # noqa: E402
@@ -85,13 +85,12 @@ def one_size(n: int, users: int, budget: float, pool: float, full_users: int, di
     log_p = node_log_probs(h @ node_means(vectors, tree).T, tree)  # [B, N]
     budget_n = budget_items(budget, n)
     pool_n = max(budget_n, budget_items(pool, n))
-    pool_nodes = max(64, round(64 * pool_n / budget_n))  # as RimiRec.select_subclusters
+    pool_nodes = max(64, round(64 * pool_n / budget_n))  # as RimiRec.subcluster_pairs
     times = {"selection": [], "parts": [], "search": [], "normaliser": []}
     for _ in range(3):
         t0 = time.perf_counter()
-        chosen = select_subclusters(log_p, h, tree, split, pool_n, budget_n, pool_nodes, "density")
+        b, c = subcluster_pairs(log_p, h, tree, split, pool_n, budget_n, pool_nodes, "density")
         t1 = time.perf_counter()
-        b, c = chosen.nonzero(as_tuple=True)
         selected = torch.zeros_like(log_p, dtype=torch.bool)
         selected[b, split.leaf[c]] = True
         user, node = selected.nonzero(as_tuple=True)
@@ -114,7 +113,7 @@ def one_size(n: int, users: int, budget: float, pool: float, full_users: int, di
         pool_items=pool_n,
         compact=pool_n <= COMPACT_POOL_SHARE * n,
         subclusters=len(split.size),
-        searched_items=float((chosen.long() @ split.size).float().mean()),
+        searched_items=float(split.size[c].sum() / users),
         pairs_per_user=len(user) / users,
         threads=torch.get_num_threads(),
     )

@@ -346,7 +346,9 @@ def test_subclusters_rank_their_items_by_the_mixed_score_over_what_is_searched(s
         top_s, top_i, nodes, items = net.retrieve(batch, 50)
         h = net.forward(batch[net.ITEM_SEQ], batch[net.ITEM_SEQ_LEN])  # [B, H]
         log_p = net.generator(h)  # [B, N]
-        split, chosen = net.split, found["chosen"]  # [B, C]
+        split = net.split
+        chosen = torch.zeros(len(h), len(split.size), dtype=torch.bool)  # [B, C]
+        chosen[found["chosen"]] = True
         assert torch.equal(items, chosen.long() @ split.size)  # the items searched per user
         full = torch.full((len(h), net.n_items), float("-inf"))
         for b in range(len(h)):

@@ -276,6 +276,7 @@ def test_budget_prefix_is_the_sorted_prefix(seed, columns, budget, masked, first
     size = torch.randint(1, 30, (columns,), generator=g)
     kept = budget_prefix(priority, size, budget, first_k)
     assert torch.equal(kept, sorted_prefix(priority, size, budget))
+    assert torch.equal(budget_prefix(priority, size.expand(4, -1), budget, first_k), kept)  # sizes per row
     for b in range(4):  # the rule itself: finite only, within the budget unless a single column
         assert bool(torch.isfinite(priority[b, kept[b]]).all())
         assert int(size[kept[b]].sum()) <= budget or int(kept[b].sum()) == 1

@@ -47,7 +47,7 @@ from recbole_rimirec.retrieval.selection import (
     select_beam,
     select_frontier,
     select_leaves,
-    select_subclusters,
+    subcluster_pairs,
 )
 from recbole_rimirec.tree.carry import carry_node_rows, node_item_means
 from recbole_rimirec.tree.itemtree import ItemTree
@@ -401,7 +401,8 @@ class RimiRec(SequentialRecommender):
         Returns:
             dict: ``log_p`` [B, N] log P(node | user); ``selected`` [B, N] bool; ``user``, ``node`` [M]
             the searched pairs; ``scores``, ``ids`` [M, k] each pair's results under the merge score;
-            ``items`` [B] the items searched per user; with sub-clusters, ``chosen`` [B, C] bool.
+            ``items`` [B] the items searched per user; with sub-clusters, ``chosen`` the chosen (user,
+            sub-cluster) pairs, two [Q] tensors.
         """
         if self.index is None:
             self.build_index()
@@ -409,14 +410,13 @@ class RimiRec(SequentialRecommender):
         log_p = self.generator(h)  # [B, N]
         parts, extra = None, {}
         if self.split is not None:
-            chosen = self.select_subclusters(log_p, h)  # [B, C]
+            b, c = self.subcluster_pairs(log_p, h)  # [Q] (user, sub-cluster)
             selected = torch.zeros_like(log_p, dtype=torch.bool)
-            b, c = chosen.nonzero(as_tuple=True)  # [Q] (user, sub-cluster)
             selected[b, self.split.leaf[c]] = True
             user, node = selected.nonzero(as_tuple=True)  # [M] (user, leaf) pairs, sorted
             parts = pair_parts(b, c, user, node, self.split.leaf, self.tree.num_nodes)  # [M, P] index node ids
-            items = torch.zeros(len(chosen), dtype=torch.long, device=c.device).index_add_(0, b, self.split.size[c])
-            extra = {"chosen": chosen, "items": items}  # items: not a [B, C] product, which grows with the library
+            items = torch.zeros(len(log_p), dtype=torch.long, device=c.device).index_add_(0, b, self.split.size[c])
+            extra = {"chosen": (b, c), "items": items}  # no [B, C] mask or product: they grow with the library
         else:
             selected = self.select_nodes(log_p)  # [B, N]
             user, node = selected.nonzero(as_tuple=True)  # [M] pairs
@@ -435,7 +435,7 @@ class RimiRec(SequentialRecommender):
             s = self.alpha * log_p[user, node][:, None] + s
         return {"log_p": log_p, "selected": selected, "user": user, "node": node, "scores": s, "ids": ids, **extra}
 
-    def select_subclusters(self, log_p: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def subcluster_pairs(self, log_p: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sub-clusters each user's retrieval searches (``subcluster_size``).
 
         Args:
@@ -443,15 +443,22 @@ class RimiRec(SequentialRecommender):
             h: [B, H] user states.
 
         Returns:
-            torch.Tensor: [B, C] bool.
+            (user, sub-cluster): [Q] each, the chosen pairs.
         """
         n_items = int(self.tree.size[0])
         budget = budget_items(self.budget, n_items)
         pool = max(budget, budget_items(self.subcluster_pool, n_items)) if self.subcluster_pool else budget
         pool_nodes = max(self.max_nodes, round(self.max_nodes * pool / budget))  # as many leaves per item of pool
-        return select_subclusters(
+        return subcluster_pairs(
             log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection, self.subcluster_leaf_weight
         )
+
+    def select_subclusters(self, log_p: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """:meth:`subcluster_pairs` as a [B, C] bool mask (for analysis; it grows with the library)."""
+        b, c = self.subcluster_pairs(log_p, h)
+        chosen = torch.zeros(len(log_p), len(self.split.size), dtype=torch.bool, device=log_p.device)
+        chosen[b, c] = True
+        return chosen
 
     @torch.no_grad()
     def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

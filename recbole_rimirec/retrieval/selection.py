@@ -190,7 +190,19 @@ def group_logsumexp(x: torch.Tensor, group: torch.Tensor, n_groups: int, dim: in
     return safe + sums.log()
 
 
-def select_subclusters(
+def select_subclusters(log_probs: torch.Tensor, h: torch.Tensor, tree: TreeTensors, split, *args, **kwargs):
+    """:func:`subcluster_pairs` (same arguments) as a mask.
+
+    Returns:
+        torch.Tensor: [B, C] bool, the chosen sub-clusters.
+    """
+    b, c = subcluster_pairs(log_probs, h, tree, split, *args, **kwargs)
+    chosen = torch.zeros(len(log_probs), len(split.size), dtype=torch.bool, device=log_probs.device)
+    chosen[b, c] = True
+    return chosen
+
+
+def subcluster_pairs(
     log_probs: torch.Tensor,
     h: torch.Tensor,
     tree: TreeTensors,
@@ -201,7 +213,7 @@ def select_subclusters(
     order: str = "density",
     leaf_weight: float = 1.0,
     compact: bool | None = None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Two stages: the generator's leaves over a wider pool, then their best sub-clusters under the budget.
 
     Stage 1 is :func:`select_leaves` with ``pool_items``. Stage 2 gives each sub-cluster ``c`` of a
@@ -233,7 +245,7 @@ def select_subclusters(
             when the pool is at most ``COMPACT_POOL_SHARE`` of the library. The same choice either way.
 
     Returns:
-        torch.Tensor: [B, C] bool, the chosen sub-clusters.
+        (user, sub-cluster): [Q] each the chosen pairs (no [B, C] mask, which grows with the library).
     """
     leaves = select_leaves(log_probs, tree, pool_items, pool_max_nodes, order)  # [B, N]
     if compact is None:
@@ -241,7 +253,7 @@ def select_subclusters(
     if compact:
         return _pooled_subclusters(log_probs, h, leaves, split, budget_items, order, leaf_weight)
     log_size = split.size.clamp(min=1).float().log()  # [C]
-    # [C, B] layout: each leaf's reductions add whole rows of users (about 5x faster than [B, C] on a CPU)
+    # [C, B] layout: each leaf's sums add whole rows of users, cheaper on a CPU than scattering inside [B, C] rows
     score = split.centroid @ h.float().T  # [C, B]
     estimate = score + log_size[:, None]  # [C, B]
     log_z = group_logsumexp(estimate, split.leaf, tree.num_nodes, dim=0)  # [N, B] per leaf
@@ -250,7 +262,7 @@ def select_subclusters(
     # w log P(leaf) + (1 - w) log Z(leaf) + log P(c | leaf) = w (log P(leaf) - log_z[leaf]) + estimate
     per_leaf = (leaf_weight * (log_probs.T - log_z)).masked_fill(~leaves.T, float("-inf"))  # [N, B]
     priority = per_leaf.index_select(0, split.leaf) + (score if order == "density" else estimate)  # [C, B]
-    return budget_prefix(priority.T.contiguous(), split.size, budget_items)
+    return budget_prefix(priority.T.contiguous(), split.size, budget_items).nonzero(as_tuple=True)
 
 
 def _pooled_subclusters(log_probs, h, leaves, split, budget_items: int, order: str, leaf_weight: float):
@@ -275,9 +287,7 @@ def _pooled_subclusters(log_probs, h, leaves, split, budget_items: int, order: s
     size = pad_sequence(split.size[col].split(per_user), batch_first=True, padding_value=1)  # [B, P]
     real = torch.arange(priority.shape[1], device=device)[None, :] < torch.tensor(per_user, device=device)[:, None]
     kept = budget_prefix(priority, size, budget_items)[real]  # [T], in entry order
-    chosen = torch.zeros(B * C, dtype=torch.bool, device=device)
-    chosen[row[kept] * C + col[kept]] = True
-    return chosen.view(B, C)
+    return row[kept], col[kept]
 
 
 def _pair_scores(h, centroid, user, leaf, first, n_c) -> torch.Tensor:
