@@ -84,7 +84,7 @@ def test_cli_writes_complete_json(tiny, tmp_path):
         (["--epochs"], "--key=value"),
         # checked before any data is read: the dataset does not exist either
         (["-d", "no-such-data", "--data_path=/nonexistent", "--train_mode=foo"], "train_mode 'foo' is not one of"),
-        (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--select_budget=2"], "select_budget"),
+        (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--select_budget=2.5"], "select_budget"),
         (["-m", "ComiRecSA", "-d", "no-such-data", "--data_path=/nonexistent", "--neg_sampler=x"], "neg_sampler 'x'"),
         (["-d", "no-such-data", "--data_path=/nonexistent", "--epochs=abc"], "epochs must be an integer"),
         (["-m", "RimiRec", "-d", "no-such-data", "--data_path=/nonexistent", "--alpha=abc"], "alpha must be a number"),
