@@ -34,14 +34,14 @@ def test_rimirec_saved_run_reevaluates_to_the_same_metrics(tiny, monkeypatch, tm
     assert main(["--evaluate", result["checkpoint"], "--select_budget=1.0", "--retrieval=exact", "--out", out]) == 0
     assert json.loads(open(out).read())["result"] == wider["result"]
     assert main(["--evaluate", result["checkpoint"] + ".nope"]) == 2
-    assert main(["--evaluate", result["checkpoint"], "--select_budget=2"]) == 2  # one line, no traceback
+    assert main(["--evaluate", result["checkpoint"], "--select_budget=2.5"]) == 2  # one line, no traceback
 
     def no_data(config):
         raise AssertionError("the data was read before the overrides were checked")
 
     monkeypatch.setattr(quick_start, "create_dataset", no_data)
     with pytest.raises(ConfigError, match="select_budget"):
-        evaluate_saved(result["checkpoint"], {"select_budget": 2})
+        evaluate_saved(result["checkpoint"], {"select_budget": 2.5})
 
 
 def test_same_seed_same_metrics(tiny):
