@@ -15,11 +15,13 @@ Example:
     python benchmarks/scale_train.py --out benchmarks/results/scale-train-cpu.jsonl --plot docs/img/scale-train-cpu.png
 
 ``--set key=value`` adds config keys to every run (recorded in the row's ``settings``), e.g.
-``--set all_positions_stride=None``. ``--note`` records the run's conditions (another run beside it:
-its seconds are inflated; the plot draws such rows as their own curve). ``--allocator
-<libtcmalloc_minimal.so.4>`` preloads a memory allocator into each run (recorded as ``allocator``;
-docs/benchmarks.md "Training at scale": glibc's malloc returns large blocks to the system, and the
-page faults of the next allocation then cost more than the arithmetic of a CPU step).
+``--set all_positions_stride=None``, or RimiRec's budgets in items rather than fractions of the library
+(``--set select_budget=10000 subcluster_pool=100000``: what a user searches stays put as the library grows).
+``--note`` records the run's conditions (another run beside it: its seconds are inflated; the plot
+draws such rows as their own curve). ``--allocator <libtcmalloc_minimal.so.4>`` preloads a memory
+allocator into each run (recorded as ``allocator``; docs/benchmarks.md "Training at scale": glibc's
+malloc returns large blocks to the system, and the page faults of the next allocation then cost more
+than the arithmetic of a CPU step).
 """
 
 from __future__ import annotations
