@@ -182,7 +182,7 @@ def plot_rows(rows_path: str, out: str) -> None:
         ("peak_memory_gb", "peak memory, GB"),
         ("eval_ms_per_user", "ms per test user"),
     )
-    legend_in = 0.18 * ((len(curves) + 1) // 2) + 0.2  # inches below the panels: two columns of labels
+    legend_in = 0.14 * len(curves) + 0.5  # inches below the panels: one column of labels (long ones)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2 + legend_in))
     markers = "osD^v<>px*h"
     for ax, (key, title) in zip(axes, panels, strict=True):
@@ -201,7 +201,7 @@ def plot_rows(rows_path: str, out: str) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, legend_in / (4.2 + legend_in), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
