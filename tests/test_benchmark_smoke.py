@@ -484,3 +484,15 @@ def test_popularity_split_names_a_missing_run(tmp_path, capsys):
     missing = str(tmp_path / "none.json")
     assert popularity_split.main(["--dataset", "d", "--a", missing, "--b", missing]) == 2
     assert "none.json: no such run file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pool", [0.05, 0.5])  # the compact and the dense stage 2
+def test_selection_cost_times_every_stage_on_a_small_library(pool):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import selection_cost
+
+    row = selection_cost.one_size(3000, users=8, budget=100, pool=pool, full_users=4, dim=8)
+    assert row["compact"] == (pool < 0.1) and row["budget_items"] == 100
+    assert 0 < row["searched_items"] <= 100 + 64  # the budget, or a user's single first sub-cluster
+    stages = [row[f"{k}_ms"] for k in ("selection", "parts", "search", "normaliser")]
+    assert all(s > 0 for s in stages) and math.isclose(row["total_ms"], sum(stages))
