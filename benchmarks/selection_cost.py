@@ -32,8 +32,8 @@ from recbole_rimirec.model.generator import node_log_probs  # noqa: E402
 from recbole_rimirec.retrieval.index import NodeIndex  # noqa: E402
 from recbole_rimirec.retrieval.selection import (  # noqa: E402
     COMPACT_POOL_SHARE,
-    budget_items,
     pair_parts,
+    subcluster_budgets,
     subcluster_pairs,
 )
 from recbole_rimirec.tree.itemtree import build_tree  # noqa: E402
@@ -83,9 +83,7 @@ def one_size(n: int, users: int, budget: float, pool: float, full_users: int, di
     row["split_s"] = time.perf_counter() - t
     index = NodeIndex(vectors, split.perm, torch.cat([tree.lo, split.lo]), torch.cat([tree.hi, split.hi]), "faiss")
     log_p = node_log_probs(h @ node_means(vectors, tree).T, tree)  # [B, N]
-    budget_n = budget_items(budget, n)
-    pool_n = max(budget_n, budget_items(pool, n))
-    pool_nodes = max(64, round(64 * pool_n / budget_n))  # as RimiRec.subcluster_pairs
+    pool_n, budget_n, pool_nodes = subcluster_budgets(budget, pool, n, 64)  # select_max_nodes' default
     times = {"selection": [], "parts": [], "search": [], "normaliser": []}
     for _ in range(3):
         t0 = time.perf_counter()

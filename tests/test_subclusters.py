@@ -17,6 +17,7 @@ from recbole_rimirec.retrieval.selection import (
     pair_parts,
     select_leaves,
     select_subclusters,
+    subcluster_budgets,
 )
 from recbole_rimirec.tree.subclusters import batched_kmeans, leaf_parts, split_leaves
 from tests.test_generator_selection import trees
@@ -115,6 +116,8 @@ def test_a_budget_is_a_fraction_of_the_library_or_a_number_of_items():
         250,
         1000,
     ]
+    assert subcluster_budgets(0.1, 0.3, 1000, 64) == (300, 100, 192)  # as many leaves per item of pool
+    assert subcluster_budgets(100, 50, 1000, 64) == subcluster_budgets(0.1, None, 1000, 64) == (100, 100, 64)
     for ok in (0.5, 1, 1.0, 300, 300.0):
         assert check_item_budget("select_budget", ok) == ok
     for bad in (0, -0.1, 1.5, True, "0.1", None):

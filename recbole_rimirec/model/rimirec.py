@@ -47,6 +47,7 @@ from recbole_rimirec.retrieval.selection import (
     select_beam,
     select_frontier,
     select_leaves,
+    subcluster_budgets,
     subcluster_pairs,
 )
 from recbole_rimirec.tree.carry import carry_node_rows, node_item_means
@@ -445,13 +446,8 @@ class RimiRec(SequentialRecommender):
         Returns:
             (user, sub-cluster): [Q] each, the chosen pairs.
         """
-        n_items = int(self.tree.size[0])
-        budget = budget_items(self.budget, n_items)
-        pool = max(budget, budget_items(self.subcluster_pool, n_items)) if self.subcluster_pool else budget
-        pool_nodes = max(self.max_nodes, round(self.max_nodes * pool / budget))  # as many leaves per item of pool
-        return subcluster_pairs(
-            log_p, h, self.tree, self.split, pool, budget, pool_nodes, self.selection, self.subcluster_leaf_weight
-        )
+        sizes = subcluster_budgets(self.budget, self.subcluster_pool, int(self.tree.size[0]), self.max_nodes)
+        return subcluster_pairs(log_p, h, self.tree, self.split, *sizes, self.selection, self.subcluster_leaf_weight)
 
     def select_subclusters(self, log_p: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """:meth:`subcluster_pairs` as a [B, C] bool mask (for analysis; it grows with the library)."""

@@ -109,7 +109,7 @@ def select_beam(log_probs: torch.Tensor, tree: TreeTensors, beam_size: int) -> t
 
 
 LEAF_ORDERS = ("leaves", "density")
-COMPACT_POOL_SHARE = 0.1  # select_subclusters' stage 2 runs compact at most at this pool share of the library
+COMPACT_POOL_SHARE = 0.1  # subcluster_pairs' stage 2 runs compact at most at this pool share of the library
 
 
 def budget_items(value: float, n_items: int) -> int:
@@ -123,6 +123,24 @@ def budget_items(value: float, n_items: int) -> int:
         int: at least 1.
     """
     return max(1, round(value * n_items) if value <= 1 else min(int(value), n_items))
+
+
+def subcluster_budgets(budget: float, pool: float | None, n_items: int, max_nodes: int) -> tuple[int, int, int]:
+    """The item counts :func:`subcluster_pairs` takes from ``select_budget`` and ``subcluster_pool``.
+
+    Args:
+        budget: ``select_budget`` (a fraction or items, :func:`budget_items`).
+        pool: ``subcluster_pool``, or ``None``/0 for no wider pool.
+        n_items: the library's size.
+        max_nodes: ``select_max_nodes``.
+
+    Returns:
+        (pool_items, budget_items, pool_max_nodes): a pool below the budget is the budget, and the pool
+        may hold as many leaves per item as the budget's ``max_nodes``.
+    """
+    budget_n = budget_items(budget, n_items)
+    pool_n = max(budget_n, budget_items(pool, n_items)) if pool else budget_n
+    return pool_n, budget_n, max(max_nodes, round(max_nodes * pool_n / budget_n))
 
 
 def select_leaves(
@@ -266,17 +284,18 @@ def subcluster_pairs(
 
 
 def _pooled_subclusters(log_probs, h, leaves, split, budget_items: int, order: str, leaf_weight: float):
-    """Stage 2 of :func:`select_subclusters` over the pooled leaves' sub-clusters, one flat entry each."""
+    """Stage 2 of :func:`subcluster_pairs` over the pooled leaves' sub-clusters, one flat entry each."""
     B, C = len(log_probs), len(split.size)
     device = log_probs.device
     user, leaf = leaves.nonzero(as_tuple=True)  # [L] pooled (user, leaf) pairs, row-major
     count = torch.bincount(split.leaf, minlength=leaves.shape[1])  # [N] sub-clusters per leaf (consecutive)
     first = torch.full_like(count, C).scatter_reduce(0, split.leaf, torch.arange(C, device=device), "amin")  # [N]
     n_c = count[leaf]  # [L]
+    start = n_c.cumsum(0) - n_c  # [L] each pair's first entry
     pair = torch.repeat_interleave(torch.arange(len(leaf), device=device), n_c)  # [T] each entry's pair
-    col = (first[leaf] - (n_c.cumsum(0) - n_c))[pair] + torch.arange(len(pair), device=device)  # [T] sub-cluster
+    col = (first[leaf] - start)[pair] + torch.arange(len(pair), device=device)  # [T] sub-cluster
     row = user[pair]  # [T]
-    score = _pair_scores(h.float(), split.centroid, user, leaf, first, n_c)  # [T] h . centroid
+    score = _pair_scores(h.float(), split.centroid, user, leaf, first, n_c, start)  # [T] h . centroid
     estimate = score + split.size[col].clamp(min=1).float().log()  # [T]
     log_z = group_logsumexp(estimate[None, :], pair, len(leaf))[0]  # [L] per pooled leaf
     per_leaf = leaf_weight * (log_probs[user, leaf] - log_z)  # [L], as in the dense stage
@@ -290,12 +309,11 @@ def _pooled_subclusters(log_probs, h, leaves, split, budget_items: int, order: s
     return row[kept], col[kept]
 
 
-def _pair_scores(h, centroid, user, leaf, first, n_c) -> torch.Tensor:
+def _pair_scores(h, centroid, user, leaf, first, n_c, start) -> torch.Tensor:
     """[T] h_user . centroid_c for every pooled (user, leaf) pair's sub-clusters, in pair order.
 
     One matrix product per pooled leaf ([its sub-clusters, its users]), so no [T, H] gather is held.
     """
-    start = n_c.cumsum(0) - n_c  # [L] each pair's first entry
     out = h.new_empty(int(n_c.sum()))
     order = torch.argsort(leaf, stable=True)  # pairs grouped by leaf
     leaves, per_leaf = torch.unique_consecutive(leaf[order], return_counts=True)
