@@ -496,3 +496,28 @@ def test_selection_cost_times_every_stage_on_a_small_library(pool):
     assert 0 < row["searched_items"] <= 100 + 64  # the budget, or a user's single first sub-cluster
     stages = [row[f"{k}_ms"] for k in ("selection", "parts", "search", "normaliser")]
     assert all(s > 0 for s in stages) and math.isclose(row["total_ms"], sum(stages))
+
+
+def test_residual_codes_per_circle_are_the_trees_own_and_a_shared_codebook_is_coarser_or_equal():
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import residual_codes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8)) + 4 * rng.integers(0, 3, size=(600, 1))  # three loose blobs
+    per_circle = residual_codes.two_level_codes(x, branching=4, leaf_size=20, seed=1, shared=False)
+    circle = per_circle // 4
+    for c in np.unique(circle):  # clustering a circle's residuals is clustering its vectors
+        idx = np.flatnonzero(circle == c)
+        k = residual_codes.children(len(idx), 4, 20)
+        direct = KMeans(k, n_init=1, random_state=1).fit(x[idx]).labels_
+        assert np.array_equal(direct, per_circle[idx] % 4)
+    shared = residual_codes.two_level_codes(x, branching=4, leaf_size=20, seed=1, shared=True)
+    assert np.array_equal(shared // 4, circle)  # the same circles, other sub-circles
+    top = residual_codes.within_share(x, circle)
+    assert 0 < residual_codes.within_share(x, per_circle) < top < 1
+    assert residual_codes.within_share(x, shared) < top
+    assert residual_codes.within_share(x, np.zeros(len(x))) == pytest.approx(1.0)
+    assert residual_codes.leaf_sizes(np.array([0, 0, 1, 2, 2, 2])) == {"leaves": 3, "largest": 3, "median": 2.0}
