@@ -43,6 +43,7 @@ HEADLINE = {
         ("RimiRec", "RimiRec", ["amazon-beauty-cpu-rimirec-rebuild"]),
         ("SASRecAllPos (no shift)", "SASRecAllPos", ["amazon-beauty-cpu-batch350-packed"]),
         ("SASRec (RecBole, prefix rows)", "SASRec", ["amazon-beauty-cpu-prefixes"]),
+        ("GRU4Rec (RecBole)", "GRU4Rec", ["amazon-beauty-cpu-gru4rec"]),
         ("ComiRecSA", "ComiRecSA", ["amazon-beauty-cpu"]),
         ("MIND", "MIND", ["amazon-beauty-cpu"]),
         ("ComiRecDR", "ComiRecDR", ["amazon-beauty-cpu"]),
@@ -153,6 +154,7 @@ FOLDERS = [
     "ml-100k-cpu-comirec-rebuild",
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
+    "amazon-beauty-cpu-gru4rec",
 ]
 
 
