@@ -48,12 +48,17 @@ def children(n: int, branching: int, leaf_size: int) -> int:
     return max(2, min(branching, -(-n // leaf_size))) if n > leaf_size else 1
 
 
-def two_level_codes(x: np.ndarray, branching: int, leaf_size: int, seed: int, shared: bool) -> np.ndarray:
-    """Leaf labels of a two-level code: circles by k-means, then sub-circles per circle or by a shared codebook.
+def circles(x: np.ndarray, branching: int, seed: int) -> KMeans:
+    """The first level: k-means of every item vector into ``branching`` circles."""
+    return KMeans(branching, n_init=1, random_state=seed).fit(x)
+
+
+def two_level_codes(x: np.ndarray, top: KMeans, leaf_size: int, seed: int, shared: bool) -> np.ndarray:
+    """Leaf labels of a two-level code: the circles, then sub-circles per circle or by a shared codebook.
 
     Args:
         x: [n, d] item vectors.
-        branching: the most circles, and the most sub-circles of a circle.
+        top: the circles (:func:`circles`); their number is also the most sub-circles of a circle.
         leaf_size: circles this small are not split (per-circle codes only).
         seed: the k-means seed.
         shared: one codebook over every circle's residuals, with the per-circle rule's mean number of sub-circles.
@@ -61,8 +66,7 @@ def two_level_codes(x: np.ndarray, branching: int, leaf_size: int, seed: int, sh
     Returns:
         np.ndarray: [n] leaf label, ``circle * branching + sub-circle``.
     """
-    top = KMeans(branching, n_init=1, random_state=seed).fit(x)
-    circle = top.labels_
+    branching, circle = top.n_clusters, top.labels_
     residual = x - top.cluster_centers_[circle]  # [n, d]
     sizes = np.bincount(circle, minlength=branching)
     if shared:
@@ -101,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     x = saved["state_dict"]["item_embedding.weight"][1:].double().numpy()  # row 0 is padding
     rows = []
     for seed in args.seeds:
-        circle = KMeans(branching, n_init=1, random_state=seed).fit(x).labels_
-        row = {"seed": seed, "circles_only": within_share(x, circle)}
+        top = circles(x, branching, seed)
+        row = {"seed": seed, "circles_only": within_share(x, top.labels_)}
         for name, shared in (("per_circle", False), ("shared_codebook", True)):
-            labels = two_level_codes(x, branching, leaf_size, seed, shared)
+            labels = two_level_codes(x, top, leaf_size, seed, shared)
             row[name] = {"within_share": within_share(x, labels), **leaf_sizes(labels)}
         rows.append(row)
         print(json.dumps(row), flush=True)

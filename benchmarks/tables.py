@@ -77,8 +77,13 @@ COMIREC = {
     "amazon-toys": [("RimiRec", "RimiRec", ["amazon-toys-cpu-comirec"], "*")]
     + [(m, m, ["amazon-toys-cpu-comirec"], "") for m in COMIREC_MODELS],
 }
-PROTOCOL_ROWS = {"RimiRec": "RimiRec", "SASRecAllPos": "SASRecAllPos", "SASRec": "SASRec (RecBole, prefix rows)"}
-PROTOCOL_ROWS.update({m: m for m in COMIREC_MODELS[2:]}, GRU4Rec="GRU4Rec (RecBole)")
+PROTOCOL_ROWS = {  # model -> its row label, in the tables' order
+    "RimiRec": "RimiRec",
+    "SASRecAllPos": "SASRecAllPos",
+    "SASRec": "SASRec (RecBole, prefix rows)",
+    "GRU4Rec": "GRU4Rec (RecBole)",
+    **{m: m for m in ("ComiRecSA", "ComiRecDR", "MIND", "MostPop")},
+}
 
 # (data set, training rows, model, result folders): docs/training.md's table, every seed each folder holds
 TRAINING = [

@@ -498,7 +498,7 @@ def test_selection_cost_times_every_stage_on_a_small_library(pool):
     assert all(s > 0 for s in stages) and math.isclose(row["total_ms"], sum(stages))
 
 
-def test_residual_codes_per_circle_are_the_trees_own_and_a_shared_codebook_is_coarser_or_equal():
+def test_residual_codes_per_circle_are_the_trees_own_k_means_and_a_shared_codebook_keeps_the_circles():
     import numpy as np
     from sklearn.cluster import KMeans
 
@@ -507,17 +507,43 @@ def test_residual_codes_per_circle_are_the_trees_own_and_a_shared_codebook_is_co
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 8)) + 4 * rng.integers(0, 3, size=(600, 1))  # three loose blobs
-    per_circle = residual_codes.two_level_codes(x, branching=4, leaf_size=20, seed=1, shared=False)
+    top = residual_codes.circles(x, 4, seed=1)
+    per_circle = residual_codes.two_level_codes(x, top, leaf_size=20, seed=1, shared=False)
     circle = per_circle // 4
+    assert np.array_equal(circle, top.labels_)
     for c in np.unique(circle):  # clustering a circle's residuals is clustering its vectors
         idx = np.flatnonzero(circle == c)
         k = residual_codes.children(len(idx), 4, 20)
         direct = KMeans(k, n_init=1, random_state=1).fit(x[idx]).labels_
         assert np.array_equal(direct, per_circle[idx] % 4)
-    shared = residual_codes.two_level_codes(x, branching=4, leaf_size=20, seed=1, shared=True)
+    shared = residual_codes.two_level_codes(x, top, leaf_size=20, seed=1, shared=True)
     assert np.array_equal(shared // 4, circle)  # the same circles, other sub-circles
     top = residual_codes.within_share(x, circle)
     assert 0 < residual_codes.within_share(x, per_circle) < top < 1
     assert residual_codes.within_share(x, shared) < top
     assert residual_codes.within_share(x, np.zeros(len(x))) == pytest.approx(1.0)
     assert residual_codes.leaf_sizes(np.array([0, 0, 1, 2, 2, 2])) == {"leaves": 3, "largest": 3, "median": 2.0}
+
+
+def test_protocols_table_counts_only_runs_of_its_protocol(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tables
+
+    def write(folder, model, seed, protocol, ndcg):
+        run = {"model": model, "dataset": "ml-100k", "seed": seed, "config": {"eval_protocol": protocol}}
+        run["timings"] = {"epochs": 1, "epoch_s": [1.0], "train_s": 1.0, "eval_s": 1.0}
+        run["test_result"] = {"ndcg@10": ndcg, "ndcg@20": ndcg, "recall@50": 0.5}
+        (tmp_path / folder / "runs").mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "runs" / f"{model}-{seed}.json").write_text(json.dumps(run))
+
+    write("loo", "MIND", 2020, None, 0.1)  # before the key existed: leave-one-out
+    write("loo", "MIND", 2021, "leave_one_out", 0.3)
+    write("cm", "MIND", 2020, "leave_one_out", 0.9)  # a stray run in the ComiRec folder
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    monkeypatch.setattr(tables, "HEADLINE", {"ml-100k": [("MIND", "MIND", ["loo"])]})
+    monkeypatch.setattr(tables, "COMIREC", {"ml-100k": [("MIND", "MIND", ["cm"], "")]})
+    loo, comirec = tables.protocols().split("ComiRec's protocol")
+    assert "| MIND | 0.2000 / 0.5000 (2) |" in loo and "| RimiRec | not run |" in loo
+    assert "| MIND | not run |" in comirec
+    write("cm", "MIND", 2021, "comirec", 0.4)
+    assert "| MIND | 0.4000 / 0.5000 (1) |" in tables.protocols().split("ComiRec's protocol")[1]

@@ -47,6 +47,7 @@ from recbole_rimirec.retrieval.selection import (
     select_beam,
     select_frontier,
     select_leaves,
+    select_subclusters,
     subcluster_budgets,
     subcluster_pairs,
 )
@@ -446,15 +447,16 @@ class RimiRec(SequentialRecommender):
         Returns:
             (user, sub-cluster): [Q] each, the chosen pairs.
         """
-        sizes = subcluster_budgets(self.budget, self.subcluster_pool, int(self.tree.size[0]), self.max_nodes)
-        return subcluster_pairs(log_p, h, self.tree, self.split, *sizes, self.selection, self.subcluster_leaf_weight)
+        return subcluster_pairs(log_p, h, *self._subcluster_args())
 
     def select_subclusters(self, log_p: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """:meth:`subcluster_pairs` as a [B, C] bool mask (for analysis; it grows with the library)."""
-        b, c = self.subcluster_pairs(log_p, h)
-        chosen = torch.zeros(len(log_p), len(self.split.size), dtype=torch.bool, device=log_p.device)
-        chosen[b, c] = True
-        return chosen
+        return select_subclusters(log_p, h, *self._subcluster_args())
+
+    def _subcluster_args(self) -> tuple:
+        """The tree, the sub-clusters and the budgets :func:`subcluster_pairs` takes after ``log_p`` and ``h``."""
+        sizes = subcluster_budgets(self.budget, self.subcluster_pool, int(self.tree.size[0]), self.max_nodes)
+        return self.tree, self.split, *sizes, self.selection, self.subcluster_leaf_weight
 
     @torch.no_grad()
     def retrieve(self, interaction, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ frontier can spend a tenth of a library on three large circles; leaves first spe
 sub-circles that hold the mass. With the whole library as the budget and no node limit, it emits
 every leaf: the model's own factorised score over the whole library, the ceiling of any selection.
 
-Sub-clusters (:func:`select_subclusters`): the generator's leaves over a wider pool, cut by the model's own
+Sub-clusters (:func:`subcluster_pairs`): the generator's leaves over a wider pool, cut by the model's own
 item vectors into compact parts, the parts the user's state points at kept under the budget.
 
 Plain functions on tensors, batched over users.

@@ -5,7 +5,7 @@ trains; its leaves are coherent in who-buys-what-with-what but not compact in th
 model scores items. Cutting each leaf, at serving time, into small k-means clusters of the learned
 item vectors gives compact sub-libraries whose mean vector estimates the global head's mass well
 (``logsumexp_c h . c + log n_c``), so a selection can keep the parts of the generator's leaves that
-the user's state points at (:func:`recbole_rimirec.retrieval.selection.select_subclusters`).
+the user's state points at (:func:`recbole_rimirec.retrieval.selection.subcluster_pairs`).
 
 The split reorders items inside each leaf only: every tree node keeps its range of the
 permutation, and each sub-cluster is a contiguous range inside its leaf. Plain functions on
