@@ -518,9 +518,9 @@ def test_residual_codes_per_circle_are_the_trees_own_k_means_and_a_shared_codebo
         assert np.array_equal(direct, per_circle[idx] % 4)
     shared = residual_codes.two_level_codes(x, top, leaf_size=20, seed=1, shared=True)
     assert np.array_equal(shared // 4, circle)  # the same circles, other sub-circles
-    top = residual_codes.within_share(x, circle)
-    assert 0 < residual_codes.within_share(x, per_circle) < top < 1
-    assert residual_codes.within_share(x, shared) < top
+    circles_only = residual_codes.within_share(x, circle)
+    assert 0 < residual_codes.within_share(x, per_circle) < circles_only < 1
+    assert residual_codes.within_share(x, shared) < circles_only
     assert residual_codes.within_share(x, np.zeros(len(x))) == pytest.approx(1.0)
     assert residual_codes.leaf_sizes(np.array([0, 0, 1, 2, 2, 2])) == {"leaves": 3, "largest": 3, "median": 2.0}
 
