@@ -5,14 +5,14 @@ run both settings on the same seeds, then
 
     python benchmarks/compare_runs.py --model RimiRec --a FIXED_RUNS --b SHIFTED_RUNS [--out f.json]
 
-(runs: run JSON files or benchmark folders; each side holds one model, and the two may differ, to
-pair two models trained on the same seeds). It prints, per seed, each side's test and best valid
-NDCG@10; the paired bootstrap over users of test NDCG@10, B minus A, over the seeds both ran
-(``report.paired_bootstrap``); and, per side, how the validation curve moves: the mean absolute
-change of valid NDCG@10 from one validation to the next and the curve's median, both from the
-10th validation on. Early stopping keeps a curve's best point, and the best of a noisier curve is
-higher with no better model behind it: a gain in best valid that the median does not share is
-suspect.
+(runs: run JSON files or benchmark folders; each side holds one model, and the two may differ, to pair
+two models trained on the same seeds). It prints, per seed, each side's test and best valid NDCG@10; the
+paired bootstrap over users of test NDCG@10, B minus A, over the seeds both ran
+(``report.paired_bootstrap``; under ComiRec's protocol NDCG@20 and Recall@50 over each user's targets);
+and, per side, how the validation curve moves: the mean absolute change of valid NDCG@10 from one
+validation to the next and the curve's median, both from the 10th validation on. Early stopping keeps a
+curve's best point, and the best of a noisier curve is higher with no better model behind it: a gain in
+best valid that the median does not share is suspect.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from report import load_run, paired_bootstrap, recall50, run_files
+from report import PROTOCOLS, load_run, paired_bootstrap, protocol_of_run, recall50, run_files, user_values
 
 FROM_VALIDATION = 10  # curves are read from this validation on (1-based), past the first climb
 
@@ -75,7 +75,9 @@ def compare(a: list[dict], b: list[dict]) -> dict:
     Returns:
         dict: ``a`` and ``b`` (see :func:`side`), ``per_seed`` rows, and ``bootstrap`` (B minus A test
         NDCG@10 over users and the seeds both ran, with ``paired_seeds``) and ``bootstrap_recall@50`` (the
-        same for Recall@50) where both kept test ranks.
+        same for Recall@50) where both kept test ranks. Under ComiRec's protocol (every run with
+        ``eval_protocol: comirec``) the bootstraps are ``bootstrap_ndcg@20`` and ``bootstrap_recall@50``, over
+        each user's values from ``test_hits`` (``report.user_values``), and ``eval_protocol`` is set.
     """
     by_a, by_b = {r["seed"]: r for r in a}, {r["seed"]: r for r in b}
     common = sorted(set(by_a) & set(by_b))
@@ -91,6 +93,15 @@ def compare(a: list[dict], b: list[dict]) -> dict:
                 },
             }
         )
+    if {protocol_of_run(r) for r in a + b} == {"comirec"}:  # several targets a user: per-user values from test_hits
+        held = [s for s in common if by_a[s].get("test_hits") and by_b[s].get("test_hits")]
+        if held:
+            out["eval_protocol"], out["paired_seeds"] = "comirec", held
+            for metric in PROTOCOLS["comirec"][1]:
+                a_values = [user_values(by_a[s], metric) for s in held]  # per seed: [U] in the split's user order
+                b_values = [user_values(by_b[s], metric) for s in held]
+                out[f"bootstrap_{metric}"] = paired_bootstrap(b_values, a_values, metric=lambda v: v)
+        return out
     ranked = [s for s in common if "test_ranks" in by_a[s] and "test_ranks" in by_b[s]]
     if ranked:
         out["paired_seeds"] = ranked
@@ -133,6 +144,10 @@ def main(argv=None) -> int:
         if len(set(seeds)) != len(seeds):
             print(f"error: a side holds two runs of one seed ({sorted(seeds)})", file=sys.stderr)
             return 2
+    protocols = {protocol_of_run(r) for r in a + b}
+    if len(protocols) > 1:
+        print(f"error: the runs mix evaluation protocols ({', '.join(sorted(protocols))})", file=sys.stderr)
+        return 2
     (model_a,), (model_b,) = models
     result = {"model_dataset": [model_a, datasets.pop()], "argv": sys.argv, **compare(a, b)}
     if model_b != model_a:

@@ -191,6 +191,28 @@ def test_compare_runs_pairs_by_seed_and_reads_the_curves(tmp_path):
     assert main(["--a", str(tmp_path / "a"), str(other.parent), "--b", str(tmp_path / "b")]) == 2  # A mixes models
 
 
+def test_compare_runs_pairs_runs_under_comirecs_protocol_over_each_users_targets(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_runs import compare, main
+
+    def run(model, hits):
+        r = _run(model, "all_positions", 1, 1.0, 1, 0.1, [0, 0])  # its test_ranks must not be read here
+        r["config"] = {"eval_protocol": "comirec"}
+        r["best_valid_result"] = {"ndcg@10": 0.1}
+        return {**r, "test_hits": {"ranks": hits, "positives": [1, 2]}}
+
+    a, b = run("A", [[1], []]), run("B", [[0], [0, 1]])  # user 1: 1 target; user 2: 2 targets
+    out = compare([a], [b])
+    assert out["eval_protocol"] == "comirec" and out["paired_seeds"] == [1] and "bootstrap" not in out
+    assert out["bootstrap_recall@50"]["mean"] == pytest.approx(((1 - 1) + (1 - 0)) / 2)  # hits / targets
+    assert out["bootstrap_ndcg@20"]["mean"] == pytest.approx(((1 - 1 / math.log2(3)) + (1 - 0)) / 2)
+    for name, r in (("a", a), ("b", b), ("loo", {**b, "config": {}})):
+        (tmp_path / name / "runs").mkdir(parents=True)
+        (tmp_path / name / "runs" / "d__M__1.json").write_text(json.dumps(r))
+    assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]) == 0
+    assert main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "loo")]) == 2  # protocols mixed
+
+
 def _record_many(meta_path, tag):
     from run import record_command
 
