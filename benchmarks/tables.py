@@ -160,6 +160,7 @@ FOLDERS = [
     "amazon-beauty-cpu-comirec",
     "amazon-toys-cpu-comirec",
     "amazon-beauty-cpu-comirec-rebuild",
+    "amazon-toys-cpu-comirec-rebuild",
     "amazon-beauty-cpu-gru4rec",
 ]
 
