@@ -74,7 +74,7 @@ COMIREC = {
     + [(m, m, ["ml-100k-cpu-comirec"], "") for m in COMIREC_MODELS],
     "amazon-beauty": [("RimiRec", "RimiRec", ["amazon-beauty-cpu-comirec-rebuild"], "")]
     + [(m, m, ["amazon-beauty-cpu-comirec"], "") for m in COMIREC_MODELS],
-    "amazon-toys": [("RimiRec", "RimiRec", ["amazon-toys-cpu-comirec"], "*")]
+    "amazon-toys": [("RimiRec", "RimiRec", ["amazon-toys-cpu-comirec-rebuild"], "")]
     + [(m, m, ["amazon-toys-cpu-comirec"], "") for m in COMIREC_MODELS],
 }
 PROTOCOL_ROWS = {  # model -> its row label, in the tables' order
