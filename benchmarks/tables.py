@@ -67,15 +67,15 @@ PAIRS = (
 )
 
 # docs/benchmarks.md: every model under both protocols. Leave-one-out is the headline rows (``HEADLINE``); ComiRec's
-# protocol: (label, model, folders, mark), mark a footnote for rows not at today's defaults
+# protocol: (label, model, folders), as in ``HEADLINE``
 COMIREC_MODELS = ["SASRecAllPos", "SASRec", "GRU4Rec", "ComiRecSA", "ComiRecDR", "MIND", "MostPop"]
 COMIREC = {
-    "ml-100k": [("RimiRec", "RimiRec", ["ml-100k-cpu-comirec-rebuild"], "")]
-    + [(m, m, ["ml-100k-cpu-comirec"], "") for m in COMIREC_MODELS],
-    "amazon-beauty": [("RimiRec", "RimiRec", ["amazon-beauty-cpu-comirec-rebuild"], "")]
-    + [(m, m, ["amazon-beauty-cpu-comirec"], "") for m in COMIREC_MODELS],
-    "amazon-toys": [("RimiRec", "RimiRec", ["amazon-toys-cpu-comirec-rebuild"], "")]
-    + [(m, m, ["amazon-toys-cpu-comirec"], "") for m in COMIREC_MODELS],
+    "ml-100k": [("RimiRec", "RimiRec", ["ml-100k-cpu-comirec-rebuild"])]
+    + [(m, m, ["ml-100k-cpu-comirec"]) for m in COMIREC_MODELS],
+    "amazon-beauty": [("RimiRec", "RimiRec", ["amazon-beauty-cpu-comirec-rebuild"])]
+    + [(m, m, ["amazon-beauty-cpu-comirec"]) for m in COMIREC_MODELS],
+    "amazon-toys": [("RimiRec", "RimiRec", ["amazon-toys-cpu-comirec-rebuild"])]
+    + [(m, m, ["amazon-toys-cpu-comirec"]) for m in COMIREC_MODELS],
 }
 PROTOCOL_ROWS = {  # model -> its row label, in the tables' order
     "RimiRec": "RimiRec",
@@ -252,12 +252,16 @@ def protocols() -> str:
     """Every model under both protocols, one table each: mean test figures over the seeds run, or "not run".
 
     Returns:
-        str: Markdown, two tables and their footnote.
+        str: Markdown, two tables.
     """
-    loo = {d: [(model, model, folders, "") for _, model, folders in rows] for d, rows in HEADLINE.items()}
     out = []
     for title, table, metrics, protocol in (
-        ("Leave-one-out (RecBole's split), test NDCG@10 / Recall@50", loo, ("ndcg@10", "recall@50"), "leave_one_out"),
+        (
+            "Leave-one-out (RecBole's split), test NDCG@10 / Recall@50",
+            HEADLINE,
+            ("ndcg@10", "recall@50"),
+            "leave_one_out",
+        ),
         (
             "ComiRec's protocol (`--eval_protocol=comirec`), test NDCG@20 / Recall@50",
             COMIREC,
@@ -270,17 +274,12 @@ def protocols() -> str:
         for name, label in PROTOCOL_ROWS.items():
             cells = []
             for rows in table.values():
-                found = [(runs_of(model, folders), mark) for _, model, folders, mark in rows if model == name]
-                runs, mark = found[0] if found else ([], "")
+                runs = next((runs_of(model, folders) for _, model, folders in rows if model == name), [])
                 flat = [row for row in map(flat_row, runs) if row["eval_protocol"] == protocol]
                 figures = " / ".join(_mean(flat, m, spread=False) for m in metrics)
-                cells.append(f"{figures} ({len(flat)}){mark}" if flat else "not run")
+                cells.append(f"{figures} ({len(flat)})" if flat else "not run")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         out.append("")
-    if any(mark for rows in COMIREC.values() for *_, mark in rows):
-        out.append(
-            "\\* RimiRec at the defaults before `tree_rebuild: plateau` (its rows at today's defaults are not run yet)."
-        )
     return "\n".join(out) + "\n"
 
 

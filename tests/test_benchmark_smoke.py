@@ -563,7 +563,7 @@ def test_protocols_table_counts_only_runs_of_its_protocol(tmp_path, monkeypatch)
     write("cm", "MIND", 2020, "leave_one_out", 0.9)  # a stray run in the ComiRec folder
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     monkeypatch.setattr(tables, "HEADLINE", {"ml-100k": [("MIND", "MIND", ["loo"])]})
-    monkeypatch.setattr(tables, "COMIREC", {"ml-100k": [("MIND", "MIND", ["cm"], "")]})
+    monkeypatch.setattr(tables, "COMIREC", {"ml-100k": [("MIND", "MIND", ["cm"])]})
     loo, comirec = tables.protocols().split("ComiRec's protocol")
     assert "| MIND | 0.2000 / 0.5000 (2) |" in loo and "| RimiRec | not run |" in loo
     assert "| MIND | not run |" in comirec
