@@ -189,6 +189,7 @@ def aggregate(rows: list[dict]) -> dict:
 
 def markdown(agg: dict, comparisons: dict, device: str) -> str:
     lines = []
+    partial = False
     datasets = sorted({k.split("/")[0] for k in agg})
     for dataset in datasets:
         models = {k.split("/", 1)[1]: v for k, v in agg.items() if k.startswith(dataset + "/")}
@@ -201,12 +202,20 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
         header += ["epochs", "s/epoch", "s to best valid", "train s"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
+        full = max(v["seeds"] for v in models.values())
+        partial |= any(v["seeds"] < full for v in models.values())
         best = {}
         for m in columns:
-            vals = [v[m]["mean"] for v in models.values() if m in v and not v["time_capped"]]
+            vals = [v[m]["mean"] for v in models.values() if m in v and not v["time_capped"] and v["seeds"] == full]
             best[m] = max(vals) if vals else None
-        for model, v in sorted(models.items(), key=lambda kv: -kv[1].get(compared[0], {"mean": 0})["mean"]):
+        # rows with every seed first, each group by its headline metric
+        order = sorted(
+            models.items(), key=lambda kv: (kv[1]["seeds"] < full, -kv[1].get(compared[0], {"mean": 0})["mean"])
+        )
+        for model, v in order:
             cells = [model + (" (time-capped)" if v["time_capped"] else ""), str(v["seeds"])]
+            if v["seeds"] < full:
+                cells[1] += f" of {full}"
             for m in columns:
                 if m not in v:
                     cells.append("")
@@ -236,7 +245,10 @@ def markdown(agg: dict, comparisons: dict, device: str) -> str:
     notes = ["Recall@K equals Hit@K under leave-one-out (one target per user)."] if "leave_one_out" in protocols else []
     if "comirec" in protocols:
         notes.append("Under ComiRec's protocol Recall@K is hits / targets, Hit@K any hit, NDCG@K over the target set.")
-    lines.append(" ".join(notes + ["Time-capped runs are never best."]))
+    notes.append("Time-capped runs are never best.")
+    if partial:
+        notes.append("Rows with fewer seeds than the table's others (\"1 of 3\") sit below them and are never best.")
+    lines.append(" ".join(notes))
     return "\n".join(lines) + "\n"
 
 

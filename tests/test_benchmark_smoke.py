@@ -576,3 +576,20 @@ def test_protocols_table_counts_only_runs_of_its_protocol(tmp_path, monkeypatch)
     loo, comirec = tables.protocols().split("ComiRec's protocol")
     assert "| GRU4Rec (RecBole) | 0.6000 / 0.5000 (1) |" in loo and "| GRU4Rec (RecBole) | not run |" in comirec
     assert "GRU4Rec" not in tables.headline("ml-100k")
+
+
+def test_a_row_with_fewer_seeds_is_never_best_and_sits_below_the_full_rows():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import METRICS, markdown
+
+    def row(seeds, value):
+        entry = {m: {"mean": value, "std": 0.0} for m in METRICS}
+        return {**entry, "seeds": seeds, "time_capped": False, "eval_protocol": "leave_one_out"}
+
+    agg = {"d/Full": row(3, 0.04), "d/Partial": row(1, 0.05)}
+    table = markdown(agg, {}, "CPU")
+    rows = [line for line in table.splitlines() if line.startswith("| Full") or line.startswith("| Partial")]
+    assert rows[0].startswith("| Full | 3 | **0.0400")
+    assert rows[1].startswith("| Partial | 1 of 3 | 0.0500") and "**" not in rows[1]
+    assert "fewer seeds" in table
+    assert "fewer seeds" not in markdown({"d/Full": row(3, 0.04)}, {}, "CPU")
